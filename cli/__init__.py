@@ -1,0 +1,1 @@
+"""The `l2m` command-line app."""

@@ -1,0 +1,22 @@
+"""The `l2m` console script. Commands import keras inside themselves, after --backend is set."""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import UserErrorGroup, backend_option
+from cli.info import info
+from keras_l2mgan import __version__
+
+
+@click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="l2m")
+@backend_option
+def main() -> None:
+    """L2M-GAN facial attribute editing: train, edit, export and serve."""
+
+
+main.add_command(info)
+
+if __name__ == "__main__":
+    main()

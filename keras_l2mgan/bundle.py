@@ -1,0 +1,55 @@
+"""Inference bundles: the hand-over format between training, export and editing.
+
+A bundle is a directory holding ``config.json`` (the L2MConfig, domain names included) and
+``model.weights.h5`` (L2MGAN weights; after training the generator and style encoder hold the
+EMA weights). Any backend writes it and any backend reads it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from keras_l2mgan.config import L2MConfig
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+
+
+def save_bundle(model, directory: str | Path) -> Path:
+    """Write model (an L2MGAN) to `directory` atomically: a temp dir, then a rename."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model.config.save(tmp / CONFIG_FILE)
+        model.save_weights(str(tmp / WEIGHTS_FILE))
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_bundle(directory: str | Path):
+    """Rebuild the L2MGAN of a bundle directory and load its weights."""
+    from keras_l2mgan.model import L2MGAN
+
+    directory = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a model bundle: {name} is missing "
+                f"(expected {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
+    model = L2MGAN(L2MConfig.load(directory / CONFIG_FILE))
+    model.load_weights(str(directory / WEIGHTS_FILE))
+    return model

@@ -1,0 +1,45 @@
+"""Small helpers shared by the layers: the official initialisation and resampling ops."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+LEAKY_SLOPE = 0.2
+SERIALIZATION_PACKAGE = "keras_l2mgan"
+
+
+def he_normal() -> keras.initializers.Initializer:
+    """PyTorch's kaiming_normal_(fan_in, relu gain): an untruncated normal, std sqrt(2/fan_in)."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_in", distribution="untruncated_normal"
+    )
+
+
+def conv(filters: int, kernel_size: int, *, use_bias: bool = True, padding: str = "same",
+         name: str | None = None) -> keras.layers.Conv2D:
+    """A stride-1 conv with the official init; 3x3 'same' equals PyTorch's zero pad 1."""
+    return keras.layers.Conv2D(
+        filters, kernel_size, padding=padding, use_bias=use_bias,
+        kernel_initializer=he_normal(), bias_initializer="zeros", name=name,
+    )
+
+
+def dense(units: int, name: str | None = None) -> keras.layers.Dense:
+    return keras.layers.Dense(
+        units, kernel_initializer=he_normal(), bias_initializer="zeros", name=name
+    )
+
+
+def leaky_relu(x):
+    return ops.leaky_relu(x, negative_slope=LEAKY_SLOPE)
+
+
+def downsample(x):
+    """2x2 average pooling (NHWC)."""
+    return ops.average_pool(x, pool_size=2, strides=2, padding="valid")
+
+
+def upsample_nearest(x):
+    """Nearest-neighbour 2x up-sampling (NHWC)."""
+    return ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
