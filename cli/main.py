@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.common import UserErrorGroup, backend_option
+from cli.export import export
 from cli.info import info
 from keras_l2mgan import __version__
 
@@ -17,6 +18,7 @@ def main() -> None:
 
 
 main.add_command(info)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

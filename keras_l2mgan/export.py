@@ -1,0 +1,298 @@
+"""Export an inference bundle as a TensorFlow SavedModel in TF Serving's layout.
+
+``saved_models/NAME/VERSION/`` holds ``saved_model.pb``, ``variables/`` and
+``assets.extra/tf_serving_warmup_requests``. The export always runs on the TensorFlow backend:
+from a JAX or torch process it re-runs itself in a subprocess with KERAS_BACKEND=tensorflow,
+rebuilding the model from the bundle (weights are backend-neutral).
+
+Signatures (every batched input has a leading batch dimension of any size):
+
+- ``serving_default``: images uint8 (N, S, S, 3), source_domain int32 (N,),
+  target_domain int32 (N,), alpha float32 (N,) -> images uint8 (N, S, S, 3)
+- ``edit_float``: the same with images float32 in [-1, 1] in and the raw (unclipped) generator
+  output out; the exact Keras computation, for checks and float pipelines
+- ``edit_encoded``: image_bytes string (N,) JPEG/PNG/... of any size (resized to S), plus the
+  domains and alpha -> images string (N,) PNG at S x S; for thin clients
+- ``classify``: images uint8 -> domain_logits float32 (N, D) and source_domain int32 (N,), the
+  discriminator's guess of each image's domain (used when the user gives no source domain)
+- ``metadata``: no inputs -> domain_names string (D,), config_json string (), img_size int32 ()
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
+
+SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "classify", "metadata")
+WARMUP_FILE = "tf_serving_warmup_requests"
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def resolve_bundle_dir(path: str | Path) -> Path:
+    """A run dir (RUN_DIR/model/) or a bundle dir itself -> the bundle dir."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model path {path} does not exist; pass a run dir or a bundle dir")
+    for candidate in (path, path / "model"):
+        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{path} is neither a run dir nor a model bundle: expected {CONFIG_FILE} and "
+        f"{WEIGHTS_FILE} in it or in {path / 'model'}"
+    )
+
+
+def version_dirs(model_dir: str | Path) -> dict[int, Path]:
+    """The numeric version subdirectories of saved_models/NAME, as TF Serving sees them."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return {}
+    return {int(p.name): p for p in model_dir.iterdir()
+            if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file()}
+
+
+def next_version(model_dir: str | Path) -> int:
+    versions = version_dirs(model_dir)
+    return max(versions) + 1 if versions else 1
+
+
+def export_saved_model(source: str | Path, name: str, version: int | None = None,
+                       output_dir: str | Path = "saved_models",
+                       compute_dtype: str = "float32", overwrite: bool = False) -> Path:
+    """Export the bundle at `source` (run dir or bundle dir) to output_dir/name/version/."""
+    bundle_dir = resolve_bundle_dir(source)
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
+    model_dir = Path(output_dir) / name
+    version = next_version(model_dir) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    target = model_dir / str(version)
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} already exists; pick another --version or pass --overwrite")
+
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        _export_in_subprocess(bundle_dir, target, name, compute_dtype)
+    else:
+        _export_here(bundle_dir, target, name, compute_dtype)
+    return target
+
+
+def _export_in_subprocess(bundle_dir: Path, target: Path, name: str, compute_dtype: str) -> None:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", "keras_l2mgan.export", str(bundle_dir), str(target),
+               "--name", name, "--compute-dtype", compute_dtype]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise RuntimeError("export in a TensorFlow subprocess failed: "
+                           + (lines[-1] if lines else f"exit code {result.returncode}"))
+
+
+@contextlib.contextmanager
+def _dynamic_batch_labels():
+    """Trace with a label selection that accepts an unknown batch size.
+
+    networks.common.select_by_label reshapes with the static shape, which fails when the batch
+    dimension is None (as in a serving signature); same maths, expand_dims instead.
+    """
+    from keras import ops
+
+    from keras_l2mgan.networks import style_encoder
+
+    original = style_encoder.select_by_label
+
+    def select(stacked, labels, num_domains):
+        one_hot = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), num_domains,
+                              dtype=stacked.dtype)
+        for _ in range(len(stacked.shape) - 2):
+            one_hot = ops.expand_dims(one_hot, -1)
+        return ops.sum(stacked * one_hot, axis=1)
+
+    style_encoder.select_by_label = select
+    try:
+        yield
+    finally:
+        style_encoder.select_by_label = original
+
+
+def build_module(model, compute_dtype: str = "float32"):
+    """A tf.Module with the five signature functions around a loaded L2MGAN (TF backend)."""
+    import tensorflow as tf
+
+    config = model.config
+    size, num_domains = config.img_size, config.num_domains
+    names = list(config.names)
+    config_json = json.dumps(config.to_dict(), sort_keys=True)
+
+    images_u8 = tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")
+    images_f32 = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
+    encoded = tf.TensorSpec([None], tf.string, name="image_bytes")
+    source = tf.TensorSpec([None], tf.int32, name="source_domain")
+    target = tf.TensorSpec([None], tf.int32, name="target_domain")
+    alpha = tf.TensorSpec([None], tf.float32, name="alpha")
+
+    def check_labels(x, labels, argument):
+        batch = tf.shape(x)[0]
+        return [
+            tf.debugging.assert_equal(tf.shape(labels)[0], batch,
+                                      message=f"{argument} needs one value per image"),
+            tf.debugging.assert_non_negative(labels, message=f"{argument} must be >= 0"),
+            tf.debugging.assert_less(labels, num_domains,
+                                     message=f"{argument} must be < {num_domains}"),
+        ]
+
+    def run_edit(x, source_domain, target_domain, strength):
+        checks = (check_labels(x, source_domain, "source_domain")
+                  + check_labels(x, target_domain, "target_domain")
+                  + [tf.debugging.assert_equal(tf.shape(strength)[0], tf.shape(x)[0],
+                                               message="alpha needs one value per image")])
+        with tf.control_dependencies(checks):
+            x = tf.cast(x, compute_dtype)
+            strength = tf.cast(strength, compute_dtype)
+        return tf.cast(model.edit(x, source_domain, target_domain, strength), tf.float32)
+
+    def to_uint8(x):
+        return tf.cast(tf.round(tf.clip_by_value((x + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+    def from_uint8(images):
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+    module = tf.Module()
+    module.model = model  # tracks the variables
+
+    @tf.function(input_signature=[images_u8, source, target, alpha])
+    def serving_default(images, source_domain, target_domain, alpha):
+        edited = run_edit(from_uint8(images), source_domain, target_domain, alpha)
+        return {"images": to_uint8(edited)}
+
+    @tf.function(input_signature=[images_f32, source, target, alpha])
+    def edit_float(images, source_domain, target_domain, alpha):
+        return {"images": run_edit(images, source_domain, target_domain, alpha)}
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
+        return tf.clip_by_value(image, 0.0, 255.0) / 127.5 - 1.0
+
+    @tf.function(input_signature=[encoded, source, target, alpha])
+    def edit_encoded(image_bytes, source_domain, target_domain, alpha):
+        x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
+            [size, size, 3], tf.float32))
+        edited = to_uint8(run_edit(x, source_domain, target_domain, alpha))
+        pngs = tf.map_fn(tf.io.encode_png, edited, fn_output_signature=tf.TensorSpec([], tf.string))
+        return {"images": pngs}
+
+    @tf.function(input_signature=[images_u8])
+    def classify(images):
+        logits = tf.cast(model.discriminator.domain_logits(
+            tf.cast(from_uint8(images), compute_dtype)), tf.float32)
+        return {"domain_logits": logits,
+                "source_domain": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
+    @tf.function(input_signature=[])
+    def metadata():
+        return {"domain_names": tf.constant(names, tf.string),
+                "config_json": tf.constant(config_json, tf.string),
+                "img_size": tf.constant(size, tf.int32)}
+
+    with _dynamic_batch_labels():
+        signatures = {
+            "serving_default": serving_default.get_concrete_function(),
+            "edit_float": edit_float.get_concrete_function(),
+            "edit_encoded": edit_encoded.get_concrete_function(),
+            "classify": classify.get_concrete_function(),
+            "metadata": metadata.get_concrete_function(),
+        }
+    return module, signatures
+
+
+def load_model_for_export(bundle_dir: str | Path, compute_dtype: str = "float32"):
+    """Load a bundle on the TF backend; bfloat16 computes in bf16 with float32 weights."""
+    import keras
+
+    from keras_l2mgan.bundle import load_bundle
+
+    if compute_dtype == "bfloat16":
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        try:
+            return load_bundle(bundle_dir)
+        finally:
+            keras.config.set_dtype_policy(previous)
+    return load_bundle(bundle_dir)
+
+
+def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) -> None:
+    import tensorflow as tf
+
+    model = load_model_for_export(bundle_dir, compute_dtype)
+    module, signatures = build_module(model, compute_dtype)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # TF Serving only loads numeric dirs, so a dot-named temp dir is invisible until the rename.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        write_warmup_requests(tmp, name, model.config.img_size)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_warmup_requests(version_dir: str | Path, name: str, img_size: int,
+                          batch_sizes: tuple[int, ...] = (1,)) -> Path:
+    """assets.extra/tf_serving_warmup_requests: a TFRecord of PredictionLog protos that
+    TF Serving replays at load so the first real request does not pay for graph setup."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path = Path(version_dir) / "assets.extra" / WARMUP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in batch_sizes:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
+            inputs = {
+                "images": np.full((batch, img_size, img_size, 3), 128, np.uint8),
+                "source_domain": np.zeros((batch,), np.int32),
+                "target_domain": np.ones((batch,), np.int32),
+                "alpha": np.ones((batch,), np.float32),
+            }
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def _main(argv: list[str] | None = None) -> None:
+    """Entry point of the TensorFlow subprocess: export one bundle to one version dir."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle_dir")
+    parser.add_argument("target")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--compute-dtype", default="float32", choices=COMPUTE_DTYPES)
+    args = parser.parse_args(argv)
+    _export_here(Path(args.bundle_dir), Path(args.target), args.name, args.compute_dtype)
+
+
+if __name__ == "__main__":
+    _main()
