@@ -7,6 +7,7 @@ import click
 from cli.common import UserErrorGroup, backend_option
 from cli.export import export
 from cli.info import info
+from cli.serve import serve
 from keras_l2mgan import __version__
 
 
@@ -19,6 +20,7 @@ def main() -> None:
 
 main.add_command(info)
 main.add_command(export)
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

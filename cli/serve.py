@@ -1,0 +1,55 @@
+"""`l2m serve`: TF Serving's gRPC API over a model base dir, from Python."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("model_base_dir", type=click.Path(path_type=str))
+@click.option("--port", type=click.IntRange(0, 65535), default=8500, show_default=True,
+              help="gRPC port (0 picks a free one; the bound port is printed).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--model-config-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A TF Serving models.config (ModelServerConfig text proto): names, version "
+              "policies and labels.")
+@click.option("--enable-batching", is_flag=True, help="Batch concurrent requests together.")
+@click.option("--batching-parameters-file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="TF Serving batching_parameters.txt (implies batching).")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
+              help="Largest batch (default 8).")
+@click.option("--batch-timeout-micros", type=click.IntRange(min=0), default=None,
+              help="How long the first request of a batch waits for others (default 2000).")
+def serve(model_base_dir: str, port: int, host: str, model_config_file: str | None,
+          enable_batching: bool, batching_parameters_file: str | None,
+          max_batch_size: int | None, batch_timeout_micros: int | None) -> None:
+    """Serve the SavedModels under MODEL_BASE_DIR (NAME/<version>/ or <version>/) over gRPC.
+
+    Answers PredictionService.Predict / GetModelMetadata and ModelService.GetModelStatus as
+    tensorflow_model_server does. Stop with Ctrl-C.
+    """
+    import os
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_l2mgan.serving.server import BatchingOptions, create_server, serve_forever
+
+    batching = (BatchingOptions.from_file(batching_parameters_file) if batching_parameters_file
+                else BatchingOptions(enabled=enable_batching))
+    if max_batch_size is not None:
+        batching.max_batch_size = max_batch_size
+    if batch_timeout_micros is not None:
+        batching.batch_timeout_micros = batch_timeout_micros
+    server, bound, repository = create_server(model_base_dir, host, port, model_config_file,
+                                              batching)
+    for entry in repository.models.values():
+        click.echo(f"model {entry.name}: versions {sorted(entry.servables)} "
+                   f"from {entry.base_path}")
+    if batching.enabled:
+        click.echo(f"batching: max batch {batching.max_batch_size}, "
+                   f"timeout {batching.batch_timeout_micros} us")
+    # Tests and scripts wait for this line (with --port 0 it is the only way to learn the port).
+    click.echo(f"serving on {host}:{bound}")
+    sys.stdout.flush()
+    serve_forever(server, repository)

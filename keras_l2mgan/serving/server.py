@@ -1,0 +1,418 @@
+"""An embedded TF Serving: PredictionService (Predict, GetModelMetadata) and ModelService
+(GetModelStatus) from the tensorflow-serving-api protos, over TF Serving's directory layout.
+
+Status codes and messages follow tensorflow_model_server: unknown model or version NOT_FOUND,
+unknown signature FAILED_PRECONDITION, malformed inputs INVALID_ARGUMENT. Like TF Serving's
+default version policy, only the latest version of each model is served unless a models.config
+says otherwise (``model_version_policy { all {} }`` or ``specific { versions: ... }``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from keras_l2mgan.export import version_dirs
+from keras_l2mgan.serving.batching import DynamicBatcher
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+class ServingError(Exception):
+    """A request error carrying its gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class BatchingOptions:
+    enabled: bool = False
+    max_batch_size: int = 8
+    batch_timeout_micros: int = 2000
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BatchingOptions:
+        """Read max_batch_size / batch_timeout_micros from a TF Serving batching_parameters.txt."""
+        text = Path(path).read_text()
+        options = cls(enabled=True)
+        for name in ("max_batch_size", "batch_timeout_micros"):
+            match = re.search(rf"{name}\s*{{\s*value\s*:\s*(\d+)\s*}}", text)
+            if match:
+                setattr(options, name, int(match.group(1)))
+        return options
+
+
+@dataclass
+class Servable:
+    """One loaded version of one model."""
+
+    name: str
+    version: int
+    path: Path
+    batching: BatchingOptions
+    loaded: object = None
+    signature_defs: dict = field(default_factory=dict)  # name -> SignatureDef proto
+    _batchers: dict = field(default_factory=dict)
+
+    def load(self) -> Servable:
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.loaded = tf.saved_model.load(str(self.path))
+        saved_model = saved_model_pb2.SavedModel.FromString(
+            (self.path / "saved_model.pb").read_bytes())
+        self.signature_defs = dict(saved_model.meta_graphs[0].signature_def)
+        if self.batching.enabled:
+            for key in self.loaded.signatures:
+                if _batchable(self.signature_defs[key]):
+                    self._batchers[key] = DynamicBatcher(
+                        self._runner(key), self.batching.max_batch_size,
+                        self.batching.batch_timeout_micros / 1e6, name=f"{self.name}/{key}")
+        return self
+
+    def _runner(self, key: str):
+        import tensorflow as tf
+
+        function = self.loaded.signatures[key]
+
+        def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
+            return {k: v.numpy() for k, v in outputs.items()}
+
+        return run
+
+    def run(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batcher = self._batchers.get(key)
+        return batcher.submit(inputs) if batcher else self._runner(key)(inputs)
+
+    def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
+
+
+def _batchable(signature) -> bool:
+    """Every input and output has an unknown leading (batch) dimension."""
+    tensors = list(signature.inputs.values()) + list(signature.outputs.values())
+    return bool(signature.inputs) and all(
+        not t.tensor_shape.unknown_rank and t.tensor_shape.dim
+        and t.tensor_shape.dim[0].size == -1 for t in tensors)
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    base_path: Path
+    policy: str = "latest"  # latest | all | specific
+    specific_versions: tuple[int, ...] = ()
+    labels: dict[str, int] = field(default_factory=dict)
+    servables: dict[int, Servable] = field(default_factory=dict)
+
+
+class ModelRepository:
+    """The models of a base dir, as tensorflow_model_server would load them."""
+
+    def __init__(self, base_dir: str | Path, config_file: str | Path | None = None,
+                 batching: BatchingOptions | None = None):
+        self.base_dir = Path(base_dir)
+        self.batching = batching or BatchingOptions()
+        if not self.base_dir.is_dir():
+            raise FileNotFoundError(f"model base dir {self.base_dir} does not exist")
+        self.models: dict[str, ModelEntry] = {}
+        entries = (self._entries_from_config(config_file) if config_file
+                   else self._entries_from_layout())
+        if not entries:
+            raise FileNotFoundError(
+                f"no SavedModels under {self.base_dir}: expected NAME/<version>/saved_model.pb "
+                "or <version>/saved_model.pb (run `l2m export` first)")
+        for entry in entries:
+            self._load(entry)
+            self.models[entry.name] = entry
+
+    def _entries_from_layout(self) -> list[ModelEntry]:
+        if version_dirs(self.base_dir):  # the base dir is one model's dir
+            return [ModelEntry(self.base_dir.name, self.base_dir)]
+        return [ModelEntry(p.name, p) for p in sorted(self.base_dir.iterdir())
+                if p.is_dir() and version_dirs(p)]
+
+    def _entries_from_config(self, config_file: str | Path) -> list[ModelEntry]:
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+
+        config = model_server_config_pb2.ModelServerConfig()
+        try:
+            text_format.Parse(Path(config_file).read_text(), config)
+        except text_format.ParseError as error:
+            raise ValueError(f"cannot parse model config {config_file}: {error}") from None
+        entries = []
+        for model in config.model_config_list.config:
+            base = Path(model.base_path)
+            if not base.is_absolute():
+                base = self.base_dir / base
+            if not version_dirs(base) and version_dirs(self.base_dir / model.name):
+                base = self.base_dir / model.name  # /models/NAME in docker, a local dir here
+            policy = model.model_version_policy.WhichOneof("policy_choice") or "latest"
+            entries.append(ModelEntry(
+                model.name, base, policy,
+                tuple(model.model_version_policy.specific.versions),
+                dict(model.version_labels)))
+        return entries
+
+    def _load(self, entry: ModelEntry) -> None:
+        available = version_dirs(entry.base_path)
+        if entry.policy == "all":
+            chosen = sorted(available)
+        elif entry.policy == "specific":
+            chosen = [v for v in entry.specific_versions if v in available]
+        else:
+            chosen = sorted(available)[-1:]
+        for version in chosen:
+            log.info("loading %s version %d from %s", entry.name, version, available[version])
+            entry.servables[version] = Servable(
+                entry.name, version, available[version], self.batching).load()
+
+    def close(self) -> None:
+        for entry in self.models.values():
+            for servable in entry.servables.values():
+                servable.close()
+
+    def find(self, spec) -> Servable:
+        """The servable a ModelSpec asks for, or a ServingError as TF Serving would raise."""
+        if not spec.name:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+        choice = spec.WhichOneof("version_choice")
+        entry = self.models.get(spec.name)
+        if choice == "version_label":
+            label = spec.version_label
+            if entry is None or label not in entry.labels:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Unrecognized servable version label: {label}")
+            version = entry.labels[label]
+        elif choice == "version":
+            version = spec.version.value
+        else:
+            version = None
+        if entry is None or not entry.servables or (
+                version is not None and version not in entry.servables):
+            request = (f"Latest({spec.name})" if version is None
+                       else f"Specific({spec.name}, {version})")
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: {request}")
+        return entry.servables[version if version is not None else max(entry.servables)]
+
+
+def _check_inputs(signature, request) -> dict[str, np.ndarray]:
+    """Decode and check request.inputs against a SignatureDef, with TF Serving's messages."""
+    import tensorflow as tf
+
+    expected, sent = set(signature.inputs), set(request.inputs)
+    if expected != sent:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input size does not match signature: {len(sent)}!={len(expected)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+            f"Missing but required: {{{','.join(sorted(expected - sent))}}}.")
+    arrays = {}
+    for alias, proto in request.inputs.items():
+        info = signature.inputs[alias]
+        try:
+            array = tf.make_ndarray(proto)
+        except Exception:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"tensor parsing error: {alias}") from None
+        if proto.dtype != info.dtype:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Expects arg {alias} to be {tf.dtypes.as_dtype(info.dtype).name} but "
+                f"{tf.dtypes.as_dtype(proto.dtype).name} is provided")
+        shape = tf.TensorShape(info.tensor_shape)
+        if not shape.is_compatible_with(array.shape):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input {alias} has shape {list(array.shape)}, incompatible with the "
+                f"signature's {shape.as_list() if shape.rank is not None else 'unknown'}")
+        arrays[alias] = array
+    return arrays
+
+
+def _grpc_code(error: Exception) -> grpc.StatusCode:
+    """TensorFlow error codes share gRPC's numbering."""
+    code = getattr(error, "error_code", None)
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status
+    return grpc.StatusCode.INTERNAL
+
+
+def _first_line(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    for line in lines:  # TF assertion messages carry the useful part after the node name
+        if "assertion failed" in line:
+            return line
+    return lines[0] if lines else type(error).__name__
+
+
+def _base(module: str, name: str):
+    """A generated servicer base class (its other methods answer UNIMPLEMENTED)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"tensorflow_serving.apis.{module}"), name)
+
+
+class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionServiceServicer")):
+    """PredictionService.Predict and GetModelMetadata (Classify, Regress, ... are
+    UNIMPLEMENTED: the model has no classification or regression signature)."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        try:
+            servable = self.repository.find(request.model_spec)
+            key = request.model_spec.signature_name or "serving_default"
+            signature = servable.signature_defs.get(key)
+            if signature is None or key not in servable.loaded.signatures:
+                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f'Serving signature key "{key}" not found.')
+            inputs = _check_inputs(signature, request)
+            wanted = list(request.output_filter) or list(signature.outputs)
+            for alias in wanted:
+                if alias not in signature.outputs:
+                    raise ServingError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"output tensor alias not found in signature: {alias} Outputs expected "
+                        f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+            try:
+                outputs = servable.run(key, inputs)
+            except tf.errors.OpError as error:
+                raise ServingError(_grpc_code(error), _first_line(error)) from None
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = key
+            for alias in wanted:
+                response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+            return response
+        except ServingError as error:
+            context.abort(error.code, str(error))
+        except Exception as error:  # never let a request take the server down
+            log.exception("Predict failed")
+            context.abort(grpc.StatusCode.INTERNAL, _first_line(error))
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        try:
+            servable = self.repository.find(request.model_spec)
+            if not request.metadata_field:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "GetModelMetadataRequest must specify at least one "
+                                   "metadata_field")
+            for name in request.metadata_field:
+                if name != "signature_def":
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Metadata field {name} is not supported")
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, signature in servable.signature_defs.items():
+                signature_map.signature_def[key].CopyFrom(signature)
+            response.metadata["signature_def"].Pack(signature_map)
+            return response
+        except ServingError as error:
+            context.abort(error.code, str(error))
+        except Exception as error:
+            log.exception("GetModelMetadata failed")
+            context.abort(grpc.StatusCode.INTERNAL, _first_line(error))
+
+
+class ModelServicer(_base("model_service_pb2_grpc", "ModelServiceServicer")):
+    """ModelService.GetModelStatus (HandleReloadConfigRequest answers UNIMPLEMENTED)."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        spec = request.model_spec
+        if not spec.name:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request.")
+        entry = self.repository.models.get(spec.name)
+        if entry is None or not entry.servables:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"Could not find any versions of model {spec.name}")
+        versions = sorted(entry.servables)
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version":
+            if spec.version.value not in entry.servables:
+                context.abort(grpc.StatusCode.NOT_FOUND,
+                              f"Could not find version {spec.version.value} of model {spec.name}")
+            versions = [spec.version.value]
+        elif choice == "version_label":
+            if spec.version_label not in entry.labels:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"Unrecognized servable version label: {spec.version_label}")
+            versions = [entry.labels[spec.version_label]]
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version in versions:
+            status = response.model_version_status.add()
+            status.version = version
+            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            status.status.error_code = 0
+        return response
+
+
+def create_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8500,
+                  config_file: str | Path | None = None,
+                  batching: BatchingOptions | None = None,
+                  max_workers: int = 32) -> tuple[grpc.Server, int, ModelRepository]:
+    """Load the models and start serving; returns (server, bound port, repository)."""
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    repository = ModelRepository(base_dir, config_file, batching)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="l2m-serve"),
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(repository), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(repository), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise ValueError(f"cannot listen on {address}: {error}") from None
+    if bound == 0:
+        raise ValueError(f"cannot listen on {address} (port in use?); pick another --port")
+    server.start()
+    return server, bound, repository
+
+
+def serve_forever(server: grpc.Server, repository: ModelRepository) -> None:
+    """Block until SIGINT/SIGTERM, then stop gracefully."""
+    import signal
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    server.stop(grace=2).wait()
+    repository.close()
