@@ -81,12 +81,108 @@ class L2MGAN(keras.Model):
 
     def call(self, inputs):
         """An image batch alone reconstructs it in domain 0 (what fit() calls while building);
-        a dict with images, source_domain, target_domain and alpha edits."""
-        if isinstance(inputs, dict):
+        a dict with images, source_domain, target_domain and alpha edits; a training batch
+        (images, labels) reconstructs the images in their own domain."""
+        if isinstance(inputs, dict) and "source_domain" in inputs:
             return self.edit(inputs["images"], inputs["source_domain"],
                              inputs["target_domain"], inputs.get("alpha", 1.0))
+        if isinstance(inputs, dict):
+            images = inputs["images"]
+            labels = inputs.get("labels")
+            if labels is None:
+                labels = ops.zeros((ops.shape(images)[0],), dtype="int32")
+            return self.generator(images, self.style_encoder.encode(images, labels))
         zeros = ops.zeros((ops.shape(inputs)[0],), dtype="int32")
         return self.generator(inputs, self.style_encoder.encode(inputs, zeros))
+
+    # Training. The losses live in keras_l2mgan.losses (keras.ops only); the step itself is one
+    # small module per backend in keras_l2mgan.trainers, picked here as Keras picks its trainers.
+
+    def compile(self, g_optimizer=None, d_optimizer=None, loss_weights=None,
+                learning_rate: float = 1e-4, weight_decay: float = 1e-4,
+                ema_decay: float = 0.999, seed: int = 0, jit_compile="auto",
+                steps_per_execution: int = 1) -> None:
+        """Set up training: Adam(lr, 0.0, 0.99, weight decay) for G+E (with EMA) and for D.
+
+        Under a ``mixed_float16`` policy both optimizers are wrapped in a LossScaleOptimizer
+        (dynamic loss scaling; a step with non-finite gradients is skipped). On torch the step
+        always runs eagerly: torch.compile cannot take R1's double backward.
+        """
+        from keras_l2mgan.losses import LossWeights
+        from keras_l2mgan.trainers import get_trainer
+        from keras_l2mgan.training.optimizers import GANOptimizers, adam, inner
+
+        if isinstance(loss_weights, dict) or loss_weights is None:
+            loss_weights = LossWeights.from_dict(loss_weights)
+        self.loss_weights = loss_weights
+        g_optimizer = g_optimizer or adam(learning_rate, weight_decay, ema_decay)
+        d_optimizer = d_optimizer or adam(learning_rate, weight_decay)
+        if not inner(g_optimizer).use_ema:
+            raise ValueError("g_optimizer must keep an EMA of G and E: pass use_ema=True")
+        if self.dtype_policy.name == "mixed_float16":
+            LSO = keras.optimizers.LossScaleOptimizer
+            g_optimizer = g_optimizer if isinstance(g_optimizer, LSO) else LSO(g_optimizer)
+            d_optimizer = d_optimizer if isinstance(d_optimizer, LSO) else LSO(d_optimizer)
+        if keras.backend.backend() == "torch":
+            jit_compile = False
+        if getattr(self, "seed_generator", None) is None:
+            self.seed_generator = keras.random.SeedGenerator(seed, name="target_labels")
+        else:
+            self.seed_generator.state.assign(ops.convert_to_tensor([seed, 0], "uint32"))
+        optimizers = GANOptimizers(g_optimizer, d_optimizer,
+                                   d_variables=self.discriminator.trainable_variables)
+        super().compile(optimizer=optimizers, jit_compile=jit_compile,
+                        steps_per_execution=steps_per_execution)
+        # compile() wraps self.optimizer for mixed_float16; the children are already wrapped.
+        self.optimizer = optimizers
+        # Build now (fit() does not on every backend): checkpoints can then load into it.
+        optimizers.build(self.trainable_variables)
+        self._train_step_fn = get_trainer(keras.backend.backend())
+
+    def train_step(self, *args):
+        # TF and torch call train_step(data); JAX calls train_step(state, data).
+        return self._train_step_fn(self, *args)
+
+    def unpack_batch(self, data):
+        """(images, source labels, target labels) of a training batch.
+
+        Target labels come from the batch when it has them (the data pipeline draws them, so
+        a distributed run sees the same ones as a single-device run); otherwise they are drawn
+        here with the model's seeded generator. They may equal the source labels.
+        """
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        images = data["images"]
+        source = ops.cast(data["labels"], "int32")
+        target = data.get("target_labels")
+        if target is None:
+            target = keras.random.randint(ops.shape(source), 0, self.config.num_domains,
+                                          seed=self.seed_generator, dtype="int32")
+        return images, source, ops.cast(target, "int32")
+
+    def ema_model(self) -> L2MGAN:
+        """A float32 L2MGAN whose generator and style encoder hold the EMA weights (D: raw).
+
+        This is what samples, evaluation and export use. Built once, refreshed on each call.
+        """
+        if getattr(self, "jax_state_sync", None) is not None:
+            self.jax_state_sync()
+        copy = getattr(self, "_ema_copy", None)
+        if copy is None:
+            policy = keras.config.dtype_policy()
+            keras.config.set_dtype_policy("float32")
+            try:
+                copy = L2MGAN(self.config)
+            finally:
+                keras.config.set_dtype_policy(policy)
+            object.__setattr__(self, "_ema_copy", copy)  # not tracked: not part of this model
+        ema = {id(raw): avg for raw, avg in self.optimizer.ema_pairs()}
+        for net, net_copy in ((self.generator, copy.generator),
+                              (self.style_encoder, copy.style_encoder),
+                              (self.discriminator, copy.discriminator)):
+            for raw, target in zip(net.weights, net_copy.weights, strict=True):
+                target.assign(ops.convert_to_numpy(ema.get(id(raw), raw)))
+        return copy
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}

@@ -1,0 +1,144 @@
+"""L2M-GAN training losses, in keras.ops only (the same code runs on every backend).
+
+One iteration is a discriminator step, then a generator step that updates G and E:
+
+    D: BCE(D(x, y), 1) + BCE(D(G(x, s~), y~), 0) + w_r1 * R1          (fakes without grad into G)
+    G: BCE(D(x~, y~), 1) + w_sty * |E(x~, y~) - s~| + w_cyc * |G(x~, s) - x|
+       + w_ortho * [ortho(s_un, s_re) + ortho(s_un, s~_re)]   (- w_ds * diversity, off by default)
+
+with s = E(x, y), s~ = s_un + s~_re, x~ = G(x, s~). Every term is computed in float32, whatever
+the mixed-precision policy, so loss values and the R1 penalty never round to bf16/fp16.
+
+The only backend-specific piece is the gradient of D with respect to its input (R1): the
+trainer passes it in as ``r1_fn(x, labels) -> (real_logits, r1_penalty)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from keras import ops
+
+ORTHOGONALITY_FORMS = ("cosine", "abs_dot", "abs_product")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weight of every loss term, plus the orthogonality form.
+
+    ``orthogonality_form`` defaults to ``"cosine"``: |cos(s_un, s_re)| asks the two codes to point
+    in orthogonal directions and nothing else. The absolute dot product can also be driven to
+    zero by shrinking either code, which lets the decomposer collapse s_un (or s_re) instead of
+    separating the attribute; the mean |elementwise product| is stronger than orthogonality
+    (it asks for disjoint support, dimension by dimension) and fights the style code's capacity.
+    Cosine is scale-free, bounded in [0, 1] and only constrains what the paper states.
+    """
+
+    adversarial: float = 1.0
+    r1: float = 1.0
+    style: float = 1.0
+    cycle: float = 1.0
+    orthogonality: float = 1.0
+    diversity: float = 0.0
+    orthogonality_form: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.orthogonality_form not in ORTHOGONALITY_FORMS:
+            raise ValueError(
+                f"unknown orthogonality_form {self.orthogonality_form!r}; "
+                f"choose one of: {', '.join(ORTHOGONALITY_FORMS)}"
+            )
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name != "orthogonality_form" and (value < 0 or value != value):
+                raise ValueError(f"loss weight {field.name} must be >= 0, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:
+        return cls(**(data or {}))
+
+
+def _f32(x):
+    return ops.cast(x, "float32")
+
+
+def adversarial_loss(logits, target: float):
+    """Non-saturating GAN loss: binary cross-entropy on logits against a constant 0 or 1."""
+    logits = _f32(logits)
+    # BCE(logits, 1) = softplus(-logits); BCE(logits, 0) = softplus(logits).
+    return ops.mean(ops.softplus(-logits if target == 1 else logits))
+
+
+def r1_from_gradients(gradients):
+    """R1: 0.5 * batch mean of the per-sample sum of squared dD/dx (float32)."""
+    gradients = _f32(gradients)
+    per_sample = ops.sum(ops.square(gradients), axis=tuple(range(1, len(gradients.shape))))
+    return 0.5 * ops.mean(per_sample)
+
+
+def l1_loss(a, b):
+    return ops.mean(ops.abs(_f32(a) - _f32(b)))
+
+
+def orthogonality_loss(a, b, form: str = "cosine"):
+    """How far the rows of a and b are from orthogonal; 0 when every pair is orthogonal."""
+    a, b = _f32(a), _f32(b)
+    if form == "cosine":
+        dot = ops.sum(a * b, axis=-1)
+        norms = ops.sqrt(ops.sum(a * a, axis=-1) * ops.sum(b * b, axis=-1) + 1e-12)
+        return ops.mean(ops.abs(dot) / norms)
+    if form == "abs_dot":
+        return ops.mean(ops.abs(ops.sum(a * b, axis=-1)))
+    if form == "abs_product":
+        return ops.mean(ops.abs(a * b))
+    raise ValueError(f"unknown orthogonality form {form!r}; choose one of {ORTHOGONALITY_FORMS}")
+
+
+def edited_style(style_encoder, x, source, target):
+    """(s, s_un, s_re, s~_re, s~): the codes of x and its full (alpha = 1) edit towards target."""
+    s, s_un, s_re, s_tilde_re = style_encoder(x, source, target)
+    return s, s_un, s_re, s_tilde_re, s_un + s_tilde_re
+
+
+def make_fakes(model, x, source, target):
+    """Edited images for the D step. Callers run it without gradient tracking."""
+    *_, s_tilde = edited_style(model.style_encoder, x, source, target)
+    return ops.stop_gradient(model.generator(x, s_tilde))
+
+
+def discriminator_loss(model, x, x_fake, source, target, weights: LossWeights, r1_fn):
+    """D loss and its parts. ``r1_fn(x, labels) -> (logits, r1)`` is the backend's R1."""
+    real_logits, r1 = r1_fn(x, source)
+    loss_real = adversarial_loss(real_logits, 1)
+    loss_fake = adversarial_loss(model.discriminator(x_fake, target), 0)
+    loss = loss_real + loss_fake + weights.r1 * r1
+    return loss, {"d_loss": loss, "d_real": loss_real, "d_fake": loss_fake, "r1": r1}
+
+
+def generator_loss(model, x, source, target, weights: LossWeights):
+    """G+E loss and its parts (style reconstruction, cycle with the full s, orthogonality)."""
+    generator, encoder = model.generator, model.style_encoder
+    s, s_un, s_re, s_tilde_re, s_tilde = edited_style(encoder, x, source, target)
+    x_fake = generator(x, s_tilde)
+    loss_adv = adversarial_loss(model.discriminator(x_fake, target), 1)
+    loss_style = l1_loss(encoder.encode(x_fake, target), s_tilde)
+    loss_cycle = l1_loss(generator(x_fake, s), x)
+    loss_ortho = (orthogonality_loss(s_un, s_re, weights.orthogonality_form)
+                  + orthogonality_loss(s_un, s_tilde_re, weights.orthogonality_form))
+    loss = (weights.adversarial * loss_adv + weights.style * loss_style
+            + weights.cycle * loss_cycle + weights.orthogonality * loss_ortho)
+    logs = {"g_loss": loss, "g_adv": loss_adv, "g_style": loss_style, "g_cycle": loss_cycle,
+            "g_ortho": loss_ortho}
+    if weights.diversity > 0:
+        # StarGAN v2's diversity-sensitive term, reference-guided: the same images edited with
+        # the target code of another sample in the batch should look different.
+        *_, s_other = edited_style(encoder, ops.roll(x, 1, axis=0), ops.roll(source, 1, axis=0),
+                                   target)
+        loss_div = l1_loss(x_fake, generator(x, s_other))
+        loss = loss - weights.diversity * loss_div
+        logs.update(g_loss=loss, g_diversity=loss_div)
+    return loss, logs

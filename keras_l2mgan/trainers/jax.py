@@ -1,0 +1,85 @@
+"""JAX train step: stateless, threading both optimizers' state through fit's jitted step.
+
+fit() hands over (trainable, non_trainable, optimizer, metrics) values; the optimizer values
+are those of GANOptimizers (own, G+E optimizer, D optimizer), split and re-joined here. Every
+forward pass runs in a StatelessScope mapping variables to the values being traced; the draw
+of target labels updates the seed generator's state the same way.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from keras import StatelessScope
+
+from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+
+
+def _r1(discriminator):
+    def r1_fn(x, labels):
+        def total(images):
+            logits = discriminator(images, labels)
+            return jnp.sum(logits.astype(jnp.float32)), logits
+
+        (_, logits), grads = jax.value_and_grad(total, has_aux=True)(x)
+        return logits, r1_from_gradients(grads)
+
+    return r1_fn
+
+
+def _network_step(model, optimizer, variables, values, mapping, optimizer_values, loss_fn):
+    """Differentiate loss_fn w.r.t. `variables` and apply `optimizer` statelessly."""
+    own_mapping = list(zip(optimizer.variables, optimizer_values, strict=True))
+
+    def scaled_loss(trainable):
+        state = mapping + list(zip(variables, trainable, strict=True)) + own_mapping
+        with StatelessScope(state_mapping=state):
+            loss, logs = loss_fn()
+            return optimizer.scale_loss(loss), logs
+
+    (_, logs), grads = jax.value_and_grad(scaled_loss, has_aux=True)(values)
+    new_values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, values)
+    return new_values, optimizer_values, logs
+
+
+def train_step(model, state, data):
+    trainable, non_trainable, optimizer_values, metrics_values = state
+    optimizers = model.optimizer
+    own, g_opt_values, d_opt_values = optimizers.split_values(optimizer_values)
+    model_variables = model.trainable_variables
+    value_of = {id(v): value for v, value in zip(model_variables, trainable, strict=True)}
+    g_vars, d_vars = optimizers.g_variables, optimizers.d_variables
+    g_values = [value_of[id(v)] for v in g_vars]
+    d_values = [value_of[id(v)] for v in d_vars]
+    non_trainable_vars = model.non_trainable_variables
+    nt_mapping = list(zip(non_trainable_vars, non_trainable, strict=True))
+
+    with StatelessScope(state_mapping=nt_mapping + list(zip(g_vars, g_values, strict=True))
+                        + list(zip(d_vars, d_values, strict=True))) as scope:
+        x, source, target = model.unpack_batch(data)
+        x = x.astype(jnp.float32)
+        x_fake = make_fakes(model, x, source, target)
+    non_trainable = [scope.get_current_value(v) for v in non_trainable_vars]
+    nt_mapping = list(zip(non_trainable_vars, non_trainable, strict=True))
+    weights = model.loss_weights
+
+    d_values, d_opt_values, d_logs = _network_step(
+        model, optimizers.d_optimizer, d_vars, d_values,
+        nt_mapping + list(zip(g_vars, g_values, strict=True)), d_opt_values,
+        lambda: discriminator_loss(model, x, x_fake, source, target, weights,
+                                   _r1(model.discriminator)))
+    g_values, g_opt_values, g_logs = _network_step(
+        model, optimizers.g_optimizer, g_vars, g_values,
+        nt_mapping + list(zip(d_vars, d_values, strict=True)), g_opt_values,
+        lambda: generator_loss(model, x, source, target, weights))
+
+    logs = {**d_logs, **g_logs}
+    scale = getattr(optimizers.g_optimizer, "dynamic_scale", None)
+    if scale is not None:
+        position = [id(v) for v in optimizers.g_optimizer.variables].index(id(scale))
+        logs["loss_scale"] = g_opt_values[position]
+    new_value = {id(v): value for v, value in zip(g_vars + d_vars, g_values + d_values,
+                                                    strict=True)}
+    trainable = [new_value[id(v)] for v in model_variables]
+    optimizer_values = list(own) + list(g_opt_values) + list(d_opt_values)
+    return logs, (trainable, non_trainable, optimizer_values, metrics_values)

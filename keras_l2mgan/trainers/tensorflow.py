@@ -1,0 +1,50 @@
+"""TensorFlow train step: GradientTape, with R1's input gradient taken by a nested tape."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+
+
+def _r1(discriminator):
+    def r1_fn(x, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = discriminator(x, labels)
+            # The sum must be taken inside the tape, or the gradient comes back None.
+            total = tf.reduce_sum(tf.cast(logits, tf.float32))
+        return logits, r1_from_gradients(tape.gradient(total, x))
+
+    return r1_fn
+
+
+def _gradients(tape, loss, variables):
+    grads = tape.gradient(loss, variables)
+    return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
+
+
+def train_step(model, data):
+    optimizers = model.optimizer
+    g_opt, d_opt = optimizers.g_optimizer, optimizers.d_optimizer
+    # Keras all-reduce-SUMS gradients across replicas, so each replica's loss is divided by
+    # their number: the sum of per-replica means is then the global mean.
+    per_replica = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+    x, source, target = model.unpack_batch(data)
+    x = tf.cast(x, tf.float32)
+
+    x_fake = make_fakes(model, x, source, target)
+    with tf.GradientTape() as tape:
+        d_loss, d_logs = discriminator_loss(model, x, x_fake, source, target,
+                                            model.loss_weights, _r1(model.discriminator))
+        scaled = d_opt.scale_loss(d_loss * per_replica)
+    d_opt.apply(_gradients(tape, scaled, optimizers.d_variables), optimizers.d_variables)
+
+    with tf.GradientTape() as tape:
+        g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights)
+        scaled = g_opt.scale_loss(g_loss * per_replica)
+    g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
+
+    from keras_l2mgan.trainers import extra_logs
+
+    return {**d_logs, **g_logs, **extra_logs(optimizers)}

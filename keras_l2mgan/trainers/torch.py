@@ -1,0 +1,49 @@
+"""PyTorch train step: eager autograd; R1 by torch.autograd.grad(create_graph=True).
+
+torch.compile cannot run R1's double backward, so the step stays eager.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+
+
+def _r1(discriminator):
+    def r1_fn(x, labels):
+        x = x.detach().requires_grad_(True)
+        logits = discriminator(x, labels)
+        (grads,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
+        return logits, r1_from_gradients(grads)
+
+    return r1_fn
+
+
+def _apply(optimizer, loss, variables) -> None:
+    params = [v.value for v in variables]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+    with torch.no_grad():
+        optimizer.apply(grads, variables)
+
+
+def train_step(model, data):
+    optimizers = model.optimizer
+    g_opt, d_opt = optimizers.g_optimizer, optimizers.d_optimizer
+    x, source, target = model.unpack_batch(data)
+    x = x.float()
+
+    with torch.no_grad():
+        x_fake = make_fakes(model, x, source, target)
+    d_loss, d_logs = discriminator_loss(model, x, x_fake, source, target, model.loss_weights,
+                                        _r1(model.discriminator))
+    _apply(d_opt, d_opt.scale_loss(d_loss), optimizers.d_variables)
+
+    g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights)
+    _apply(g_opt, g_opt.scale_loss(g_loss), optimizers.g_variables)
+
+    from keras_l2mgan.trainers import extra_logs
+
+    logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
+    return {k: v.detach() if hasattr(v, "detach") else v for k, v in logs.items()}

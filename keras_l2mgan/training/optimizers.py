@@ -1,0 +1,88 @@
+"""The two GAN optimizers behind the single ``model.optimizer`` slot that fit() knows.
+
+Keras' trainers thread exactly one optimizer's state through a step (the JAX trainer passes
+``model.optimizer.variables`` in and out of its jitted function). ``GANOptimizers`` exposes the
+variables of both children (G+E and D) as one list, so the JAX step can split and re-join them,
+while the TensorFlow and torch steps call the children directly.
+
+EMA of G and E is Keras' own optimizer EMA on the G+E optimizer (``use_ema=True``,
+``ema_momentum=0.999``: ema = 0.999 * ema + 0.001 * param after every applied step). It lives in
+the optimizer state, so it is checkpointed with it, updates the same way on all three backends
+and under tf.distribute (Keras handles the cross-replica update), and a step skipped by the loss
+scaler leaves it untouched.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
+
+
+def adam(learning_rate: float = 1e-4, weight_decay: float = 1e-4, ema_decay: float | None = None):
+    """Adam(beta_1 0, beta_2 0.99) with Keras' decoupled weight decay (AdamW semantics)."""
+    return keras.optimizers.Adam(
+        learning_rate=learning_rate, beta_1=0.0, beta_2=0.99, epsilon=1e-8,
+        weight_decay=weight_decay or None, use_ema=ema_decay is not None,
+        ema_momentum=ema_decay if ema_decay is not None else 0.99,
+    )
+
+
+def inner(optimizer):
+    """The optimizer under a LossScaleOptimizer, or the optimizer itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class GANOptimizers(keras.optimizers.Optimizer):
+    """G+E optimizer and D optimizer as one; build() splits the variables by network."""
+
+    def __init__(self, g_optimizer, d_optimizer, d_variables=(), name: str = "gan_optimizers"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self._d_variable_ids = {id(v) for v in d_variables}
+        self._set_untracked("g_variables", [])
+        self._set_untracked("d_variables", [])
+
+    def _set_untracked(self, name: str, value) -> None:
+        # A list of variables set as an attribute would be tracked as this optimizer's own
+        # state, and fit() would then thread the model weights twice.
+        object.__setattr__(self, name, value)
+
+    def build(self, var_list) -> None:
+        if self.built:
+            return
+        self._set_untracked("g_variables",
+                            [v for v in var_list if id(v) not in self._d_variable_ids])
+        self._set_untracked("d_variables", [v for v in var_list if id(v) in self._d_variable_ids])
+        self.g_optimizer.build(self.g_variables)
+        self.d_optimizer.build(self.d_variables)
+        self.built = True
+
+    @property
+    def variables(self):
+        return self._variables[:] + self.g_optimizer.variables + self.d_optimizer.variables
+
+    def split_values(self, values):
+        """Split a list aligned with ``variables`` into (own, G+E optimizer, D optimizer)."""
+        own, g = len(self._variables), len(self.g_optimizer.variables)
+        return values[:own], values[own:own + g], values[own + g:]
+
+    def apply(self, grads, trainable_variables=None):
+        raise NotImplementedError("the L2MGAN train step applies the G and D optimizers itself")
+
+    def finalize_variable_values(self, var_list) -> None:
+        # fit() would copy the EMA over the raw weights here; the raw weights must survive
+        # (resuming continues from them), and samples/export read the EMA explicitly.
+        return None
+
+    def ema_pairs(self):
+        """(raw variable, EMA variable) for every G and E weight."""
+        g = inner(self.g_optimizer)
+        if not g.use_ema:
+            raise ValueError("the G+E optimizer was built without use_ema; no EMA to read")
+        return list(zip(g._trainable_variables, g._model_variables_moving_average, strict=True))
+
+    def get_config(self):
+        return {"name": self.name}
