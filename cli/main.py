@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.common import UserErrorGroup, backend_option
+from cli.data import data
+from cli.edit import edit
 from cli.export import export
 from cli.info import info
 from cli.serve import serve
@@ -19,8 +21,10 @@ def main() -> None:
 
 
 main.add_command(info)
+main.add_command(data)
 main.add_command(export)
 main.add_command(serve)
+main.add_command(edit)
 
 if __name__ == "__main__":
     main()

@@ -40,9 +40,9 @@ class L2MConfig:
         if self.style_dim < 1:
             raise ValueError(f"style_dim must be >= 1, got {self.style_dim!r}")
         if self.w_hpf < 0:
-            raise ValueError(f"w_hpf must be >= 0 (0 disables the high-pass path), got {self.w_hpf}")
+            raise ValueError(f"w_hpf must be >= 0 (0 disables high-pass), got {self.w_hpf}")
         if self.dim_in is not None and self.dim_in < 1:
-            raise ValueError(f"dim_in must be >= 1 or None for the official width, got {self.dim_in}")
+            raise ValueError(f"dim_in must be >= 1 (or None: official width), got {self.dim_in}")
         if self.max_conv_dim < 1:
             raise ValueError(f"max_conv_dim must be >= 1, got {self.max_conv_dim}")
         if self.domain_names is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from keras_l2mgan.layers.common import conv, leaky_relu
 from keras_l2mgan.layers.blocks import ResBlk
+from keras_l2mgan.layers.common import conv, leaky_relu
 
 
 def check_images(x, img_size: int, argument: str = "images") -> None:

@@ -41,8 +41,12 @@ class Discriminator(keras.Model):
         logits = self.classifier(ops.reshape(features, (-1, 1, 1, features.shape[-1])))
         return ops.reshape(logits, (-1, self.num_domains))
 
-    def call(self, x, labels):
+    def __call__(self, x, labels, **kwargs):
+        # Checked here: Layer.__call__ turns NumPy labels into tensors before call() sees them.
         check_labels(labels, self.num_domains, "labels")
+        return super().__call__(x, labels, **kwargs)
+
+    def call(self, x, labels):
         return select_by_label(self.domain_logits(x), labels, self.num_domains)
 
     def get_config(self):

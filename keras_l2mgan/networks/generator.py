@@ -45,7 +45,7 @@ class Generator(keras.Model):
             decoder_specs.append((width_out, width, True))
             self._encoder_inputs.append((width, size))
             width, size = width_out, size // 2
-        for i in range(2):
+        for _ in range(2):  # bottleneck blocks
             self.encode.append(ResBlk(width, width, normalize=True,
                                       name=f"encode{len(self.encode)}"))
             decoder_specs.append((width, width, False))

@@ -89,6 +89,13 @@ class StyleEncoder(keras.Model):
         stacked = ops.stack([mlp(s_re) for mlp in self.transformers], axis=1)
         return select_by_label(stacked, target, self.num_domains)
 
+    def __call__(self, x, source, target=None, **kwargs):
+        # Checked here: Layer.__call__ turns NumPy labels into tensors before call() sees them.
+        check_labels(source, self.num_domains, "source")
+        if target is not None:
+            check_labels(target, self.num_domains, "target")
+        return super().__call__(x, source, target, **kwargs)
+
     def call(self, x, source, target=None):
         s = self.encode(x, source)
         s_un, s_re = self.decompose(s)
