@@ -10,6 +10,7 @@ from cli.edit import edit
 from cli.export import export
 from cli.info import info
 from cli.serve import serve
+from cli.train import train
 from keras_l2mgan import __version__
 
 
@@ -25,6 +26,7 @@ main.add_command(data)
 main.add_command(export)
 main.add_command(serve)
 main.add_command(edit)
+main.add_command(train)
 
 if __name__ == "__main__":
     main()

@@ -161,6 +161,30 @@ def build_dataset(
     )
 
 
+def available_splits(
+    source: str = "synthetic",
+    attrs: str | list[str] = "smiling",
+    img_size: int = 64,
+    data_dir: str | None = None,
+    num_examples: int | None = None,
+) -> list[str]:
+    """The split names a dataset has (building a synthetic one if needed)."""
+    data_dir = data_dir or default_data_dir()
+    key = source.strip().lower().replace("-", "_")
+    if key == "synthetic":
+        return list(prepare_synthetic(img_size, data_dir, 0, num_examples).info.splits)
+    if key == "celeba":
+        builder = tfds.builder("celeb_a", data_dir=data_dir)
+        return list(builder.info.splits) if builder.is_prepared() else ["train"]
+    root = _celeba_hq_root(data_dir) if key == "celeba_hq" else Path(source).expanduser()
+    if root.is_dir() and folders.find_attribute_file(root) is not None:
+        has_partition = (root / folders.PARTITION_FILE).is_file()
+        return ["train", "val", "test"] if has_partition else ["train", "test"]
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    return folders.folder_splits(root)
+
+
 def to_numpy_iterator(dataset: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
     """Batches as dicts of numpy arrays, for the JAX and torch trainers."""
     return dataset.as_numpy_iterator()

@@ -382,10 +382,11 @@ def _scene(params: np.ndarray, canvas: int) -> _Scene:
         if p["bangs_style"] > 0.5:  # side-swept: longer on one side
             tips = tips + 0.1 * (xs + 0.95) / 1.9 - 0.05
         edge = np.stack([xs[::-1] * p["face_width"], tips[::-1]], 1)
-        s.add("bangs", np.concatenate([[(-0.98 * p["face_width"], -0.3)],
-                                       _ellipse(0, 0.1, p["face_width"], 1.55 + (volume - 1),
-                                                n=20, a0=math.pi + 0.35, a1=2 * math.pi - 0.35),
-                                       [(0.98 * p["face_width"], -0.3)], edge]), hair)
+        # From just above the hairline (left to right) down to the fringe: hardly any overlap
+        # with the cap, so the Bangs mask is about the pixels that change.
+        top = inner[::-1].copy()
+        top[:, 1] = np.minimum(top[:, 1] - 0.04, tips.max() - 0.08)
+        s.add("bangs", np.concatenate([top, edge]), hair)
 
     # Eyeglasses: frames, bridge, temples.
     if glasses:

@@ -1,0 +1,133 @@
+"""`l2m data preview` (a labelled image grid) and `l2m data stats` (images per domain and split)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from cli.common import backend_option
+
+
+def _dataset_options(func):
+    options = [
+        click.option("--dataset", "source", default="synthetic", show_default=True,
+                     help="synthetic, celeba, celeba_hq, or a folder (root/{train,val}/<domain>/*, "
+                          "or images + a CelebA-format attribute file)."),
+        click.option("--attrs", default="smiling", show_default=True,
+                     help="Comma-separated attributes; every combination is a domain "
+                          "(ignored for domain folders)."),
+        click.option("--img-size", default=64, show_default=True, type=int),
+        click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+                     help="TFDS data directory / CelebA-HQ location "
+                          "[default: $L2M_DATA_DIR or ~/tensorflow_datasets]."),
+        click.option("--num-examples", default=None, type=int,
+                     help="Synthetic: generate a dataset of this size; others: cap the images."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group()
+def data() -> None:
+    """Inspect datasets: preview grids and per-domain counts."""
+
+
+@data.command()
+@backend_option
+@_dataset_options
+@click.option("--split", default="train", show_default=True)
+@click.option("-n", "--per-domain", default=8, show_default=True, help="Images per domain (row).")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Show the training augmentation.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--output", default="data_preview.png", show_default=True,
+              type=click.Path(dir_okay=False), help="PNG to write.")
+def preview(source, attrs, img_size, data_dir, num_examples, split, per_domain, augment, seed,
+            output) -> None:
+    """Write a PNG grid: one row per domain, labelled with the domain name."""
+    import numpy as np
+
+    from keras_l2mgan.data import build_dataset
+
+    if per_domain < 1:
+        raise ValueError(f"--per-domain must be >= 1, got {per_domain}")
+    info = build_dataset(source, attrs=attrs, img_size=img_size, batch_size=1, split=split,
+                         data_dir=data_dir, seed=seed, augment=augment, repeat=True,
+                         num_examples=num_examples)
+    rows: list[list[np.ndarray]] = [[] for _ in info.domain_names]
+    for draws, batch in enumerate(info.dataset.as_numpy_iterator()):
+        row = rows[int(batch["labels"][0])]
+        if len(row) < per_domain:
+            row.append(((batch["images"][0] + 1.0) * 127.5).round().astype(np.uint8))
+        if all(len(r) == per_domain for r in rows) or draws > 200 * per_domain * len(rows):
+            break
+    grid = labelled_grid(rows, info.domain_names, img_size)
+    _save_png(grid, output)
+    click.echo(f"wrote {output}: {len(rows)} domains x {per_domain} images at {img_size} px"
+               + (f" ({len(info.skipped_files)} unreadable files skipped)"
+                  if info.skipped_files else ""))
+
+
+def labelled_grid(rows, names: list[str], img_size: int):
+    """Rows of uint8 images -> one uint8 image with each row's name on its left."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    scale = max(1, 96 // img_size)  # small images are shown enlarged, pixel for pixel
+    cell = img_size * scale
+    label_width = 8 + 7 * max(len(n) for n in names)
+    columns = max(len(r) for r in rows)
+    canvas = Image.new("RGB", (label_width + columns * (cell + 2), len(rows) * (cell + 2)),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (images, name) in enumerate(zip(rows, names, strict=True)):
+        top = r * (cell + 2)
+        draw.text((4, top + cell // 2 - 5), name, fill=(0, 0, 0))
+        for c, image in enumerate(images):
+            tile = Image.fromarray(image).resize((cell, cell), Image.Resampling.NEAREST)
+            canvas.paste(tile, (label_width + c * (cell + 2), top))
+    return np.asarray(canvas)
+
+
+def _save_png(image, output: str) -> None:
+    """Write through a temporary file in the same folder, then rename: never half a PNG."""
+    from PIL import Image
+
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(suffix=".png", dir=target.parent)
+    os.close(handle)
+    try:
+        Image.fromarray(image).save(temp, format="PNG")
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+@data.command()
+@backend_option
+@_dataset_options
+@click.option("--split", "splits", multiple=True,
+              help="Split(s) to count [default: all the dataset has].")
+def stats(source, attrs, img_size, data_dir, num_examples, splits) -> None:
+    """Print the number of images per domain and split."""
+    from keras_l2mgan.data import build_dataset
+    from keras_l2mgan.data.pipeline import available_splits
+
+    splits = splits or available_splits(source, attrs, img_size, data_dir, num_examples)
+    click.echo(f"dataset {source}  img_size {img_size}")
+    for split in splits:
+        info = build_dataset(source, attrs=attrs, img_size=img_size, batch_size=1, split=split,
+                             data_dir=data_dir, augment=False, repeat=False,
+                             num_examples=num_examples)
+        width = max(len(n) for n in info.domain_names)
+        click.echo(f"{split}: {info.num_examples} images in {len(info.domain_names)} domains"
+                   + (f"  ({len(info.skipped_files)} unreadable files skipped, first: "
+                      f"{info.skipped_files[0]})" if info.skipped_files else ""))
+        for name, count in info.images_per_domain.items():
+            click.echo(f"  {name:<{width}}  {count:>7}")
