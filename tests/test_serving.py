@@ -211,3 +211,19 @@ def test_concurrent_requests_are_batched_correctly_and_server_survives(served):
         assert np.abs(results[i].astype(int) - expected.astype(int)).max() <= 1
     assert process.poll() is None
     assert client.status("faces", version=1) == [(1, "AVAILABLE")]
+
+
+def test_l2m_edit_through_the_server(served, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cli.main import main
+
+    client, _, _ = served
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((45, 70, 3), 120, np.uint8)).save(photo)
+    result = CliRunner().invoke(main, ["edit", str(photo), "--to", "not_smiling", "--from",
+                                       "smiling", "--server", client.target, "--model", "faces",
+                                       "--alpha", "0,1"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "photo_not_smiling_strip.png").size == (140, 45)

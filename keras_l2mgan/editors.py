@@ -1,0 +1,191 @@
+"""Where an edit runs: a Keras bundle, an exported SavedModel, or a TF Serving server.
+
+All three take uint8 (N, S, S, 3) face crops and return uint8 edits, and guess source domains
+with the discriminator (the SavedModel's `classify` signature). This module also maps attribute
+requests (`--to smiling,male`) to domain indices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from keras_l2mgan.export import version_dirs
+
+DEFAULT_MODELS_DIR = Path("saved_models")
+
+
+class KerasEditor:
+    """A bundle (or run dir) on the current Keras backend."""
+
+    def __init__(self, bundle_dir: str | Path):
+        from keras_l2mgan.bundle import load_bundle
+
+        self.model = load_bundle(bundle_dir)
+        self.img_size = self.model.config.img_size
+        self.domain_names = list(self.model.config.names)
+
+    def edit(self, images, source, target, alpha) -> np.ndarray:
+        from keras import ops
+
+        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        y = self.model.edit(x, np.asarray(source, np.int32), np.asarray(target, np.int32),
+                            np.asarray(alpha, np.float32))
+        return np.clip(np.round((ops.convert_to_numpy(y) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+    def classify(self, images) -> np.ndarray:
+        from keras import ops
+
+        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        return np.argmax(ops.convert_to_numpy(self.model.discriminator.domain_logits(x)), -1)
+
+
+class SavedModelEditor:
+    """A SavedModel version dir written by `l2m export`, run in-process by TensorFlow."""
+
+    def __init__(self, version_dir: str | Path):
+        import tensorflow as tf
+
+        self.loaded = tf.saved_model.load(str(version_dir))
+        metadata = self.loaded.signatures["metadata"]()
+        self.img_size = int(metadata["img_size"].numpy())
+        self.domain_names = [n.decode() for n in metadata["domain_names"].numpy()]
+
+    def edit(self, images, source, target, alpha) -> np.ndarray:
+        import tensorflow as tf
+
+        outputs = self.loaded.signatures["serving_default"](
+            images=tf.constant(np.asarray(images, np.uint8)),
+            source_domain=tf.constant(np.asarray(source, np.int32)),
+            target_domain=tf.constant(np.asarray(target, np.int32)),
+            alpha=tf.constant(np.asarray(alpha, np.float32)))
+        return outputs["images"].numpy()
+
+    def classify(self, images) -> np.ndarray:
+        import tensorflow as tf
+
+        outputs = self.loaded.signatures["classify"](images=tf.constant(np.asarray(images)))
+        return outputs["source_domain"].numpy()
+
+
+class ServerEditor:
+    """A model served by tensorflow_model_server or `l2m serve`."""
+
+    def __init__(self, address: str, model_name: str, timeout_s: float = 120.0):
+        import grpc
+
+        from keras_l2mgan.serving.client import ServingClient
+
+        self.client = ServingClient(address, timeout_s=timeout_s)
+        self.name = model_name
+        try:
+            info = self.client.model_info(model_name)
+        except grpc.RpcError as error:
+            raise ValueError(f"server {address}, model {model_name!r}: "
+                             f"{error.code().name}: {error.details()}") from None
+        self.img_size = int(info["img_size"])
+        self.domain_names = info["domain_names"]
+
+    def edit(self, images, source, target, alpha) -> np.ndarray:
+        return self.client.edit(self.name, images, source, target, alpha)
+
+    def classify(self, images) -> np.ndarray:
+        return self.client.classify(self.name, images)
+
+
+def open_editor(model: str | None, server: str | None = None):
+    """--model / --server -> an editor. --model is a served model's name with --server; else a
+    saved_models/NAME dir (latest version), a version dir, a run dir or a bundle dir; without
+    it, the only model under ./saved_models."""
+    if server:
+        if not model:
+            raise ValueError("with --server, pass --model NAME (the model name the server serves)")
+        return ServerEditor(server, model)
+    path = Path(model) if model else _default_model()
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} does not exist; pass --model saved_models/NAME, "
+                                "a run dir or a bundle dir")
+    if (path / "saved_model.pb").is_file():
+        return SavedModelEditor(path)
+    versions = version_dirs(path)
+    if versions:
+        return SavedModelEditor(versions[max(versions)])
+    from keras_l2mgan.export import resolve_bundle_dir
+
+    return KerasEditor(resolve_bundle_dir(path))
+
+
+def _default_model() -> Path:
+    names = sorted(p.name for p in DEFAULT_MODELS_DIR.iterdir()
+                   if p.is_dir() and version_dirs(p)) if DEFAULT_MODELS_DIR.is_dir() else []
+    if len(names) == 1:
+        return DEFAULT_MODELS_DIR / names[0]
+    if not names:
+        raise FileNotFoundError("no --model given and no exported model under ./saved_models; "
+                                "pass --model RUN_DIR or run `l2m export RUN_DIR --name NAME`")
+    raise ValueError(f"several models under ./saved_models ({', '.join(names)}); "
+                     "pick one with --model saved_models/NAME")
+
+
+# Attribute requests -> domains. Domain names like "smiling" / "not_smiling" (one attribute) or
+# "smiling+male" / "not_smiling+male" (combinations) are read as attribute values.
+
+def _attributes(domain: str) -> dict[str, bool]:
+    values = {}
+    for token in domain.split("+"):
+        negative = token.startswith("not_")
+        values[token[4:] if negative else token] = not negative
+    return values
+
+
+def attribute_table(domain_names: list[str]) -> list[dict[str, bool]] | None:
+    """Each domain's attribute values, or None when the names are not attribute combinations
+    (e.g. cat/dog/wild, where --to must be a domain name)."""
+    table = [_attributes(name) for name in domain_names]
+    keys = set(table[0])
+    if any(set(row) != keys for row in table) or len({tuple(sorted(r.items())) for r in table}) \
+            != len(table):
+        return None
+    return table
+
+
+def domain_index(domain_names: list[str], name: str, argument: str = "--from") -> int:
+    """A domain given by name or index."""
+    if name in domain_names:
+        return domain_names.index(name)
+    if name.isdigit() and int(name) < len(domain_names):
+        return int(name)
+    raise ValueError(f"unknown domain {name!r} for {argument}; valid domains: "
+                     f"{', '.join(domain_names)}")
+
+
+def valid_targets(domain_names: list[str]) -> list[str]:
+    table = attribute_table(domain_names)
+    if table is None:
+        return list(domain_names)
+    keys = sorted(table[0])
+    return [value for key in keys for value in (key, f"not_{key}")]
+
+
+def target_domain(domain_names: list[str], source: int, request: list[str]) -> int:
+    """The domain of `source` with the requested attributes changed (other attributes kept)."""
+    joined = "+".join(request)
+    if joined in domain_names:
+        return domain_names.index(joined)
+    table = attribute_table(domain_names)
+    valid = valid_targets(domain_names)
+    if table is None:
+        raise ValueError(f"unknown target {joined!r}; valid targets: {', '.join(valid)}")
+    wanted = dict(table[source])
+    for item in request:
+        key, value = next(iter(_attributes(item).items()))
+        if key not in wanted:
+            raise ValueError(f"unknown attribute {item!r}; valid attributes: {', '.join(valid)}")
+        wanted[key] = value
+    return table.index(wanted) if wanted in table else _missing(wanted, valid)
+
+
+def _missing(wanted: dict[str, bool], valid: list[str]) -> int:
+    raise ValueError(f"no domain has {json.dumps(wanted)}; valid attributes: {', '.join(valid)}")
