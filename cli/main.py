@@ -7,7 +7,6 @@ import click
 from cli.common import UserErrorGroup, backend_option
 from cli.data import data
 from cli.edit import edit
-from cli.edit import edit
 from cli.export import export
 from cli.info import info
 from cli.serve import serve
@@ -26,7 +25,6 @@ main.add_command(info)
 main.add_command(data)
 main.add_command(export)
 main.add_command(serve)
-main.add_command(edit)
 main.add_command(edit)
 main.add_command(train)
 
