@@ -186,13 +186,6 @@ def load_attribute_folder(
     chosen = domains.parse_attrs(attrs, header)
     columns = [header.index(a) for a in chosen]
     labels = domains.labels_from_attributes(values[:, columns])
-    parts = _partition(root, files)
-    split = SPLIT_ALIASES.get(split, split)
-    available = sorted(set(parts.tolist()) - {"none"})
-    if split == "val" and "val" not in available and "test" in available:
-        split = "test"
-    if split not in available:
-        raise ValueError(f"no split {split!r} for {attribute_file}: available {available}")
     image_dir = next(
         (root / sub for sub in IMAGE_SUBFOLDERS if (root / sub / files[0]).is_file()), None
     )
@@ -201,6 +194,13 @@ def load_attribute_folder(
             f"images of {attribute_file.name} not found: put {files[0]} (and the rest) in {root}/ "
             f"or in one of {', '.join(s for s in IMAGE_SUBFOLDERS if s)}/ under it"
         )
+    parts = _partition(root, files)
+    split = SPLIT_ALIASES.get(split, split)
+    available = sorted(set(parts.tolist()) - {"none"})
+    if split == "val" and "val" not in available and "test" in available:
+        split = "test"
+    if split not in available:
+        raise ValueError(f"no split {split!r} for {attribute_file}: available {available}")
     rows = np.flatnonzero(parts == split)
     candidates = [(image_dir / files[i], int(labels[i])) for i in rows]
     found = [(p, label) for p, label in candidates if p.is_file()]

@@ -239,14 +239,15 @@ def _decode_bytes(encoded: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def _pil_decode(path: bytes) -> np.ndarray:
-    with Image.open(path.decode()) as image:
+def _pil_decode(path) -> np.ndarray:
+    path = np.asarray(path).item()
+    with Image.open(path.decode() if isinstance(path, bytes) else path) as image:
         return np.asarray(image.convert("RGB"), np.uint8)
 
 
-def _decode_file(key: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-    """(path, needs_pil) -> uint8 image; PIL only for formats TF cannot read (TIFF, ...)."""
-    path, needs_pil = key
+def _decode_file(key: dict[str, tf.Tensor]) -> tf.Tensor:
+    """{"path", "needs_pil"} -> uint8 image; PIL only for formats TF cannot read (TIFF, ...)."""
+    path, needs_pil = key["path"], key["needs_pil"]
     image = tf.cond(
         needs_pil,
         lambda: tf.numpy_function(_pil_decode, [path], tf.uint8, stateful=False),
@@ -385,7 +386,7 @@ def _folder(root: Path, attrs, split, num_examples) -> _Source:
     for d in range(len(files.domain_names)):
         rows = np.flatnonzero(files.labels == d)
         keys.append(tf.data.Dataset.from_tensor_slices(
-            (np.array([files.paths[i] for i in rows]), files.needs_pil[rows])
+            {"path": np.array([files.paths[i] for i in rows]), "needs_pil": files.needs_pil[rows]}
         ))
     return _Source(
         domain_names=files.domain_names,
