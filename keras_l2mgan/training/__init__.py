@@ -1,0 +1,1 @@
+"""Training runs: optimizers (with EMA), checkpoints, samples, callbacks and the run itself."""

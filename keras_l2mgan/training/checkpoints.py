@@ -1,0 +1,124 @@
+"""Training checkpoints: one .npz file per step, written atomically, the last K kept.
+
+A checkpoint holds every model variable (G, E, D and the target-label seed state), every
+optimizer variable (Adam moments of both optimizers, the EMA of G and E, loss scale) and a
+JSON header (step, config with domain names, variable paths). It is written to a temp file,
+fsynced and renamed, so a run killed at any moment (SIGKILL included) leaves either the old
+set of checkpoints or the old set plus the new one, never a half-written file under a final
+name. Backend-neutral: arrays in Keras' variable order, so any backend can read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PATTERN = re.compile(r"^ckpt-(\d{8})\.npz$")
+
+
+def _to_numpy(variable) -> np.ndarray:
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(variable.value))
+
+
+def checkpoint_path(directory: str | Path, step: int) -> Path:
+    return Path(directory) / f"ckpt-{step:08d}.npz"
+
+
+def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the finished checkpoints in a directory, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), directory / name) for name in os.listdir(directory)
+             if (m := PATTERN.match(name))]
+    return sorted(found)
+
+
+def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, Any] | None = None,
+                    keep: int = 3) -> Path:
+    """Write the model and optimizer state at `step`; keep the newest `keep` checkpoints."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_vars, opt_vars = model.variables, model.optimizer.variables
+    header = {
+        "step": int(step),
+        "config": model.config.to_dict(),
+        "model_variables": [v.path for v in model_vars],
+        "optimizer_variables": [v.path for v in opt_vars],
+        **(extra or {}),
+    }
+    arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    arrays.update({f"model/{i:05d}": _to_numpy(v) for i, v in enumerate(model_vars)})
+    arrays.update({f"optimizer/{i:05d}": _to_numpy(v) for i, v in enumerate(opt_vars)})
+    final = checkpoint_path(directory, step)
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+    for _, old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    with np.load(path) as data:
+        return json.loads(bytes(data["header"]).decode())
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The newest checkpoint that opens cleanly (a damaged file is skipped, not trusted)."""
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            read_header(path)
+            return path
+        except Exception:  # noqa: BLE001 - any unreadable file is skipped
+            continue
+    return None
+
+
+def load_checkpoint(path: str | Path, model) -> dict[str, Any]:
+    """Assign a checkpoint's arrays to a compiled model; return its header."""
+    path = Path(path)
+    with np.load(path) as data:
+        header = json.loads(bytes(data["header"]).decode())
+        for prefix, variables in (("model", model.variables),
+                                  ("optimizer", model.optimizer.variables)):
+            keys = sorted(k for k in data.files if k.startswith(prefix + "/"))
+            if len(keys) != len(variables):
+                raise ValueError(
+                    f"checkpoint {path} holds {len(keys)} {prefix} variables but this model has "
+                    f"{len(variables)}: it was written for a different config or precision"
+                )
+            for key, variable in zip(keys, variables, strict=True):
+                value = data[key]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError(
+                        f"checkpoint {path}: {variable.path} has shape {value.shape}, the model "
+                        f"expects {tuple(variable.shape)}; resume with the run's own config"
+                    )
+                variable.assign(value)
+    return header

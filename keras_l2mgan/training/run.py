@@ -1,0 +1,263 @@
+"""A training run: options, run directory, data, model, distribution, fit, checkpoints.
+
+    run_dir = train(TrainOptions(preset="tiny_32", steps=200, run_dir="runs/x"))
+
+The Keras backend must be chosen before this module is imported (the CLI does it).
+RUN_DIR/
+  training_options.json   every option, the model config and the domain names
+  checkpoints/ckpt-*.npz  full training state, last K kept (see checkpoints.py)
+  model/                  inference bundle with the EMA weights (export and edit read it)
+  samples/step-*.png      source | each domain | alpha strip 0 ... 1.25
+  logs/                   TensorBoard scalars (losses, R1, loss scale, images/s) and images
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from keras_l2mgan.config import PRESETS, get_preset
+from keras_l2mgan.losses import LossWeights
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+OPTIONS_FILE = "training_options.json"
+# Options a resumed run may change; every other one must match the run directory's.
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
+                     "log_every", "run_dir", "resume", "verbose"}
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    backend: str | None = None
+    data: str = "synthetic"
+    attrs: str = "smiling"
+    preset: str = "small_64"
+    img_size: int | None = None
+    batch_size: int = 8
+    steps: int = 300
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.999
+    precision: str = "float32"
+    devices: str = "1"
+    run_dir: str | None = None
+    resume: str | None = None
+    seed: int = 0
+    jit: bool = True
+    sample_every: int = 100
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    data_dir: str | None = None
+    num_examples: int | None = None
+    loss_weights: dict[str, Any] = dataclasses.field(default_factory=dict)
+    verbose: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainingError(ValueError):
+    """A run that cannot go on (non-finite loss); the message names the step."""
+
+
+def check_options(options: TrainOptions) -> None:
+    import keras
+
+    backend = keras.backend.backend()
+    if options.backend not in (None, backend):
+        raise ValueError(f"--backend {options.backend}: keras is running on {backend}; "
+                         "set KERAS_BACKEND before importing keras")
+    if options.preset not in PRESETS:
+        raise ValueError(f"unknown preset {options.preset!r}; choose one of: {', '.join(PRESETS)}")
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {options.precision!r}; "
+                         f"choose one of: {', '.join(PRECISIONS)}")
+    for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "log_every"):
+        if getattr(options, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
+                             f"got {getattr(options, name)}")
+    LossWeights.from_dict(options.loss_weights)
+
+
+def resolve_devices(spec: str, backend: str) -> list[str]:
+    """Device names for --devices N|all: GPUs when there are any, else CPU (logical) devices."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        names = [d.name for d in devices]
+    else:
+        import keras
+
+        names = keras.distribution.list_devices()
+        gpus = [n for n in names if not n.lower().startswith("cpu")]
+        names = gpus or names
+    if spec == "all":
+        return names
+    try:
+        count = int(spec)
+    except ValueError:
+        raise ValueError(f"--devices must be a number or 'all', got {spec!r}") from None
+    if count < 1 or count > len(names):
+        raise ValueError(f"--devices {count}: {len(names)} device(s) available "
+                         f"({', '.join(names)})")
+    return names[:count]
+
+
+def _distribution(options: TrainOptions, backend: str):
+    """(context manager to build the model in, number of replicas)."""
+    devices = resolve_devices(options.devices, backend)
+    count = len(devices)
+    if options.batch_size % count:
+        raise ValueError(f"--batch-size {options.batch_size} is not divisible by the {count} "
+                         f"devices; use a multiple of {count}")
+    if count == 1:
+        return contextlib.nullcontext(), 1
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy(devices).scope(), count
+    if backend == "jax":
+        import keras
+
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext(), count
+    raise ValueError(f"--devices {count}: multi-device training runs on the tensorflow "
+                     "(MirroredStrategy) and jax (DataParallel) backends, not on torch")
+
+
+def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptions, Path]:
+    run_dir = Path(options.resume)
+    saved_file = run_dir / OPTIONS_FILE
+    if not saved_file.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: no {OPTIONS_FILE} there; "
+                                "pass the directory of an earlier `l2m train` run")
+    saved = json.loads(saved_file.read_text())["options"]
+    merged = dict(saved)
+    for name in explicit:
+        value = getattr(options, name)
+        if name not in RESUMABLE_CHANGES and value != saved.get(name):
+            raise ValueError(
+                f"--resume {run_dir}: the run used {name}={saved.get(name)!r}, not {value!r}; "
+                "drop the option to resume, or start a new run dir"
+            )
+        merged[name] = value
+    merged.update(run_dir=str(run_dir), resume=str(run_dir))
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in merged.items() if k in known}), run_dir
+
+
+def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) training; return a summary dict (run_dir, steps, timings, last logs).
+
+    `explicit` names the options the user set; with --resume only those are compared with
+    the saved run, the others are taken from it.
+    """
+    import keras
+
+    from keras_l2mgan.data import build_dataset
+    from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.training import checkpoints
+    from keras_l2mgan.training.callbacks import RunCallback
+
+    if options.resume:
+        options, run_dir = _merge_resume(options, explicit if explicit is not None else set())
+    else:
+        run_dir = Path(options.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_dir / OPTIONS_FILE).exists():
+            raise ValueError(f"{run_dir} already holds a run; pass --resume {run_dir} to go on, "
+                             "or choose another --run-dir")
+    check_options(options)
+    backend = keras.backend.backend()
+    if options.precision == "mixed_float16" and backend == "jax":
+        raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
+                         "scaling for two optimizers there); use --precision mixed_bfloat16")
+    base = get_preset(options.preset)
+    img_size = options.img_size or base.img_size
+    scope, replicas = _distribution(options, backend)
+
+    info = build_dataset(options.data, attrs=options.attrs, img_size=img_size,
+                         batch_size=options.batch_size, seed=options.seed,
+                         data_dir=options.data_dir, num_examples=options.num_examples)
+    names = list(info.domain_names)
+    if len(names) < 2:
+        raise ValueError(f"data {options.data!r} has one domain only ({names}); an edit needs "
+                         "at least two: pick other --attrs or add a second domain folder")
+    present = [n for n, count in info.images_per_domain.items() if count > 0]
+    if len(present) < 2:
+        raise ValueError(f"data {options.data!r} has images in one domain only "
+                         f"({info.images_per_domain}); an edit needs two")
+    config = base.replace(img_size=img_size, num_domains=len(names), domain_names=tuple(names))
+
+    keras.config.set_dtype_policy(options.precision)
+    keras.utils.set_random_seed(options.seed)
+    with scope:
+        model = L2MGAN(config)
+        model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
+                      ema_decay=options.ema_decay, seed=options.seed,
+                      loss_weights=options.loss_weights, jit_compile=options.jit)
+
+    start_step = 0
+    if options.resume:
+        latest = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+        if latest is not None:
+            header = checkpoints.load_checkpoint(latest, model)
+            if header["config"] != config.to_dict():
+                raise ValueError(f"--resume {run_dir}: the checkpoint's model config differs "
+                                 "from this run's; resume with the run's own options")
+            start_step = header["step"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_options(run_dir, options, config, backend, replicas, start_step)
+    remaining = options.steps - start_step
+    summary = {"run_dir": str(run_dir), "start_step": start_step, "steps": options.steps,
+               "backend": backend, "replicas": replicas, "domain_names": names}
+    if remaining <= 0:
+        summary.update(final_step=start_step, seconds=0.0, note="already at --steps")
+        return summary
+
+    sample_info = build_dataset(options.data, attrs=options.attrs, img_size=img_size,
+                                batch_size=4, seed=options.seed + 7,
+                                data_dir=options.data_dir, num_examples=options.num_examples,
+                                augment=False)
+    sample_batch = next(iter(sample_info.dataset.take(1).as_numpy_iterator()))
+    # The stream is seeded and stateless: skipping the batches already trained on continues
+    # it exactly where the interrupted run stopped.
+    dataset = info.dataset.skip(start_step) if start_step else info.dataset
+    callback = RunCallback(
+        run_dir, start_step, options.steps, options.batch_size, options.checkpoint_every,
+        options.sample_every, sample_batch, options.keep_checkpoints, options.log_every,
+        allow_non_finite=options.precision == "mixed_float16",
+        header={"options": options.to_dict(), "seed": options.seed})
+    started = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback],
+              verbose=options.verbose)
+    seconds = time.perf_counter() - started
+    if callback.failed_step is not None:
+        last = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+        raise TrainingError(
+            f"non-finite loss at step {callback.failed_step} (precision {options.precision}); "
+            f"training stopped, last good checkpoint: {last or 'none yet'}; try a lower --lr "
+            "or --precision float32")
+    last_logs = callback.history[-1][1] if callback.history else {}
+    summary.update(final_step=callback.step, seconds=seconds, last_logs=last_logs,
+                   skipped_steps=callback.skipped_steps,
+                   images_per_second=(callback.step - start_step) * options.batch_size / seconds,
+                   last_checkpoint=str(callback.last_checkpoint), history=callback.history)
+    return summary
+
+
+def _write_options(run_dir: Path, options: TrainOptions, config, backend: str, replicas: int,
+                   start_step: int) -> None:
+    import keras
+
+    payload = {"options": options.to_dict(), "config": config.to_dict(), "backend": backend,
+               "replicas": replicas, "keras": keras.__version__, "resumed_at_step": start_step}
+    tmp = run_dir / f".{OPTIONS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp.replace(run_dir / OPTIONS_FILE)

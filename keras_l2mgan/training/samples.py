@@ -1,0 +1,43 @@
+"""Sample grids: each row a source image | its edit to every domain | an alpha strip 0…1.25."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+def sample_grid(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A uint8 (rows*S, cols*S, 3) grid from an L2MGAN (pass the EMA copy).
+
+    Columns: the source, one edit (alpha 1) per domain in order, then the edit towards the
+    next domain ((label + 1) mod num_domains) at each alpha in ALPHAS.
+    """
+    from keras import ops
+
+    num_domains = model.config.num_domains
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels, np.int32)
+    columns = [images]
+    for domain in range(num_domains):
+        columns.append(ops.convert_to_numpy(model.edit(images, labels, domain)))
+    strip_target = (labels + 1) % num_domains
+    for alpha in ALPHAS:
+        columns.append(ops.convert_to_numpy(model.edit(images, labels, strip_target, alpha)))
+    grid = np.concatenate([np.concatenate(list(row), axis=1)
+                           for row in np.stack(columns, axis=1)], axis=0)
+    return np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_png(grid: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 image atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(grid).save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
