@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def render_speed(sizes: list[int], count: int) -> dict[int, float]:
-    """Milliseconds per face, rendering only, one process."""
+    """CPU milliseconds per face, rendering only, one process (CPU time, not wall time: the
+    machine may be shared, and this is the cost a worker pays per face)."""
     import numpy as np
 
     from keras_l2mgan.data.synthetic_faces import render, sample_params
@@ -32,10 +33,10 @@ def render_speed(sizes: list[int], count: int) -> dict[int, float]:
     out = {}
     for size in sizes:
         render(params[0], size)
-        start = time.perf_counter()
+        start = time.process_time()
         for p in params:
             render(p, size)
-        out[size] = 1000 * (time.perf_counter() - start) / count
+        out[size] = 1000 * (time.process_time() - start) / count
     return out
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workers = os.cpu_count() or 1
-    results: dict = {"cpu_count": workers}
+    results: dict = {"cpu_count": workers, "load_average_at_start": os.getloadavg()[0]}
     results["render_ms_per_face"] = render_speed([32, 64, 128, 256], 200)
     results["encode_faces_per_s_64px"] = parallel_encode_speed(64, 2000, workers)
     results["encode_20k_64px_estimate_s"] = 20_000 / results["encode_faces_per_s_64px"]
@@ -103,11 +104,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "data_speed.json").write_text(json.dumps(results, indent=2))
     lines = [
-        f"# Data speed ({workers} CPU cores)",
+        f"# Data speed ({workers} CPU cores, load average {results['load_average_at_start']:.1f}"
+        " at start: wall-clock rows slow down on a shared machine)",
         "",
         "| measure | value |",
         "|---|---|",
-        *(f"| render one face, {s} px | {ms:.2f} ms |"
+        *(f"| render one face, {s} px (CPU time) | {ms:.2f} ms |"
           for s, ms in results["render_ms_per_face"].items()),
         f"| render + PNG, {workers} workers, 64 px | "
         f"{results['encode_faces_per_s_64px']:.0f} faces/s |",
