@@ -21,7 +21,6 @@ Signatures (every batched input has a leading batch dimension of any size):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -100,33 +99,6 @@ def _export_in_subprocess(bundle_dir: Path, target: Path, name: str, compute_dty
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         raise RuntimeError("export in a TensorFlow subprocess failed: "
                            + (lines[-1] if lines else f"exit code {result.returncode}"))
-
-
-@contextlib.contextmanager
-def _dynamic_batch_labels():
-    """Trace with a label selection that accepts an unknown batch size.
-
-    networks.common.select_by_label reshapes with the static shape, which fails when the batch
-    dimension is None (as in a serving signature); same maths, expand_dims instead.
-    """
-    from keras import ops
-
-    from keras_l2mgan.networks import style_encoder
-
-    original = style_encoder.select_by_label
-
-    def select(stacked, labels, num_domains):
-        one_hot = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), num_domains,
-                              dtype=stacked.dtype)
-        for _ in range(len(stacked.shape) - 2):
-            one_hot = ops.expand_dims(one_hot, -1)
-        return ops.sum(stacked * one_hot, axis=1)
-
-    style_encoder.select_by_label = select
-    try:
-        yield
-    finally:
-        style_encoder.select_by_label = original
 
 
 def build_module(model, compute_dtype: str = "float32"):
@@ -209,14 +181,13 @@ def build_module(model, compute_dtype: str = "float32"):
                 "config_json": tf.constant(config_json, tf.string),
                 "img_size": tf.constant(size, tf.int32)}
 
-    with _dynamic_batch_labels():
-        signatures = {
-            "serving_default": serving_default.get_concrete_function(),
-            "edit_float": edit_float.get_concrete_function(),
-            "edit_encoded": edit_encoded.get_concrete_function(),
-            "classify": classify.get_concrete_function(),
-            "metadata": metadata.get_concrete_function(),
-        }
+    signatures = {
+        "serving_default": serving_default.get_concrete_function(),
+        "edit_float": edit_float.get_concrete_function(),
+        "edit_encoded": edit_encoded.get_concrete_function(),
+        "classify": classify.get_concrete_function(),
+        "metadata": metadata.get_concrete_function(),
+    }
     return module, signatures
 
 

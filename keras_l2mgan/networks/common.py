@@ -43,7 +43,8 @@ def select_by_label(stacked, labels, num_domains: int):
     """
     one_hot = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), num_domains,
                           dtype=stacked.dtype)
-    one_hot = ops.reshape(one_hot, tuple(one_hot.shape) + (1,) * (len(stacked.shape) - 2))
+    for _ in range(len(stacked.shape) - 2):  # expand_dims, not reshape: the batch may be None
+        one_hot = ops.expand_dims(one_hot, -1)
     return ops.sum(stacked * one_hot, axis=1)
 
 
