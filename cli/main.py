@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cli.classifier import classifier
 from cli.common import UserErrorGroup, backend_option
 from cli.data import data
 from cli.edit import edit
+from cli.eval import eval_command
 from cli.export import export
 from cli.info import info
 from cli.serve import serve
@@ -27,6 +29,8 @@ main.add_command(export)
 main.add_command(serve)
 main.add_command(edit)
 main.add_command(train)
+main.add_command(classifier)
+main.add_command(eval_command)
 
 if __name__ == "__main__":
     main()

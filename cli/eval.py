@@ -1,0 +1,96 @@
+"""`l2m eval`: measure edit quality (accuracy, PSNR/SSIM, alpha response, FID/KID)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import backend_option
+
+DEFAULT_CLASSIFIER = "classifiers/synthetic_faces_{img_size}px"
+
+
+def default_output(model: str) -> Path:
+    path = Path(model).resolve()
+    name = path.parent.name if path.name.isdigit() else path.name
+    return Path("eval_results") / name
+
+
+@click.command("eval")
+@backend_option
+@click.argument("model")
+@click.option("--data", default="synthetic", show_default=True,
+              help="synthetic (the synthetic-faces protocol) or, for the StarGAN v2 FID "
+              "protocol, celeba, celeba_hq or a dataset folder.")
+@click.option("--classifier", "classifier_dir", default=None,
+              help="Attribute classifier dir from `l2m classifier train` (default: "
+              f"{DEFAULT_CLASSIFIER.format(img_size='SIZE')} for the model's size).")
+@click.option("--features", type=click.Choice(["auto", "inception", "classifier"]),
+              default="auto", show_default=True,
+              help="FID/KID features: InceptionV3 when its weights are found (auto), or the "
+              "classifier's penultimate layer.")
+@click.option("--inception-weights", default=None,
+              help="Path to Keras's inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 "
+              "(default: look in ~/.keras/models/; never downloaded).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="At most this many source images per task (default: all).")
+@click.option("--num-test", type=click.IntRange(min=2), default=None,
+              help="Size of the synthetic test split (default 2000, the dataset's).")
+@click.option("--alpha-images", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per task for the alpha sweep 0, 0.25, ..., 1.25.")
+@click.option("--split", default="val", show_default=True,
+              help="Held-out split for --data other than synthetic.")
+@click.option("--max-real", type=click.IntRange(min=2), default=None,
+              help="At most this many real training images per domain (other --data).")
+@click.option("--data-dir", default=None, help="Dataset root (default: $L2M_DATA_DIR or "
+              "~/tensorflow_datasets).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", default=None,
+              help="Output directory (default: eval_results/MODEL_NAME).")
+def eval_command(model: str, data: str, classifier_dir: str | None, features: str,
+                 inception_weights: str | None, limit: int | None, num_test: int | None,
+                 alpha_images: int, split: str, max_real: int | None, data_dir: str | None,
+                 batch_size: int, seed: int, output: str | None) -> None:
+    """Evaluate MODEL (run dir, bundle dir, saved_models/NAME or a version dir).
+
+    Writes eval.json, eval.md and eval_grid.png to the output directory.
+    """
+    from keras_l2mgan.editors import open_editor
+    from keras_l2mgan.metrics import report
+    from keras_l2mgan.metrics.classifier import AttributeClassifier
+    from keras_l2mgan.metrics.evaluate import evaluate_dataset, evaluate_synthetic
+    from keras_l2mgan.metrics.features import feature_extractor
+
+    editor = open_editor(model)
+    synthetic = data.strip().lower() == "synthetic"
+    if classifier_dir is None:
+        candidate = Path(DEFAULT_CLASSIFIER.format(img_size=editor.img_size))
+        if candidate.is_dir():
+            classifier_dir = str(candidate)
+        elif synthetic:
+            raise FileNotFoundError(
+                f"no attribute classifier at {candidate}: train one with `l2m classifier train "
+                f"--img-size {editor.img_size}` or pass --classifier DIR")
+    classifier = AttributeClassifier.load(classifier_dir) if classifier_dir else None
+    extractor = feature_extractor(features, inception_weights, classifier)
+    click.echo(f"FID/KID features: {extractor.name}")
+    if synthetic:
+        results, (rows, columns) = evaluate_synthetic(
+            editor, classifier, extractor, num_test, limit, alpha_images,
+            batch_size=batch_size, seed=seed, log=click.echo)
+        results["model"] = model
+        markdown = report.synthetic_markdown(results)
+    else:
+        results, (rows, columns) = evaluate_dataset(
+            editor, data, extractor, split, limit, max_real, batch_size, data_dir,
+            log=click.echo)
+        results["model"] = model
+        markdown = report.dataset_markdown(results)
+    out = Path(output) if output else default_output(model)
+    report.write_atomic(out / "eval.json", report.to_json(results))
+    report.write_atomic(out / "eval.md", markdown)
+    report.write_atomic(out / "eval_grid.png", report.image_grid(rows, columns))
+    click.echo(markdown)
+    click.echo(f"wrote {out / 'eval.json'}, {out / 'eval.md'} and {out / 'eval_grid.png'}")

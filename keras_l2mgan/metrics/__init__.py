@@ -1,0 +1,11 @@
+"""Edit quality: PSNR/SSIM, FID/KID, an independent attribute classifier, and `l2m eval`.
+
+Submodules: image (PSNR, SSIM), distribution (FID, KID), classifier (the attribute CNN),
+features (InceptionV3 or classifier features), synthetic (test split and ground-truth edits),
+evaluate (the evaluation protocols), report (JSON, Markdown, image grid).
+"""
+
+from keras_l2mgan.metrics.distribution import fid, frechet_distance, kid
+from keras_l2mgan.metrics.image import psnr, ssim
+
+__all__ = ["fid", "frechet_distance", "kid", "psnr", "ssim"]

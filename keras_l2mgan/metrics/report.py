@@ -1,0 +1,138 @@
+"""Writing evaluation results: JSON, a Markdown table and an image grid, each atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def write_atomic(path: str | Path, data: str | bytes | Image.Image) -> Path:
+    """Write text, bytes or a PNG to a temp file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if isinstance(data, Image.Image):
+            data.save(tmp, format="PNG")
+        elif isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _clean(value):
+    """JSON-safe: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def to_json(results: dict) -> str:
+    return json.dumps(_clean(results), indent=2) + "\n"
+
+
+def _fmt(value, digits: int = 2, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{100 * value:.1f} %" if percent else f"{value:.{digits}f}"
+
+
+def synthetic_markdown(results: dict) -> str:
+    """The synthetic-protocol table: one row per task, then the mean."""
+    fid_label = results["fid_label"]
+    lines = [
+        f"### Edit quality of `{results['model']}` on synthetic faces "
+        f"({results['img_size']} px, test split)",
+        "",
+        f"Classifier accuracy on the real test images: "
+        f"{_fmt(results['classifier_accuracy_on_real'], percent=True)}. "
+        f"{fid_label} / KID use {results['features']}.",
+        "",
+        "| task | n | accuracy | PSNR vs GT (dB) | SSIM vs GT | identity PSNR / SSIM vs GT "
+        f"| PSNR / SSIM outside mask | {fid_label} | KID ×1000 | alpha 0 → 1.25 (monotonic) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [*results["tasks"], {**results["mean"], "task": "**mean**"}]
+    for row in rows:
+        alpha = row.get("alpha_response")
+        if alpha:
+            curve = " ".join(f"{p:.2f}" for p in alpha["probability"])
+            alpha_text = f"{curve} ({'yes' if alpha['monotonic'] else 'no'})"
+        else:
+            alpha_text = f"{row['alpha_monotonic_tasks']} monotonic" \
+                if "alpha_monotonic_tasks" in row else "–"
+        lines.append(
+            f"| {row['task']} | {row.get('n', '–')} | {_fmt(row['accuracy'], percent=True)} "
+            f"| {_fmt(row['psnr_gt'])} | {_fmt(row['ssim_gt'], 3)} "
+            f"| {_fmt(row['identity_psnr_gt'])} / {_fmt(row['identity_ssim_gt'], 3)} "
+            f"| {_fmt(row['psnr_outside'])} / {_fmt(row['ssim_outside'], 3)} "
+            f"| {_fmt(row['fid'])} | {_fmt(row['kid'] * 1000 if row['kid'] is not None else None)} "
+            f"| {alpha_text} |")
+    lines += [
+        "",
+        "accuracy: edits whose every attribute the classifier reads as the target domain's; "
+        "GT: the face re-rendered with the attribute flipped; identity: the unedited input "
+        "scored against GT (the baseline an edit must beat); outside mask: the edit against "
+        "its input where the attribute cannot change anything; alpha: mean classifier "
+        "probability of the target attribute values at alpha 0, 0.25, …, 1.25.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def dataset_markdown(results: dict) -> str:
+    """The StarGAN v2 protocol table: FID/KID per source → target task, then the mean."""
+    lines = [
+        f"### {results['fid_label']} of `{results['model']}` on {results['data']} "
+        f"(StarGAN v2 protocol)",
+        "",
+        f"Held-out `{results['split']}` images of each source domain edited to each other "
+        f"domain (alpha 1), against real `train` images of the target domain; "
+        f"features: {results['features']}.",
+        "",
+        f"| task | edited | real | {results['fid_label']} | KID ×1000 |",
+        "|---|---|---|---|---|",
+    ]
+    for row in results["tasks"]:
+        lines.append(f"| {row['task']} | {row['n']} | {row['n_real']} | {_fmt(row['fid'])} "
+                     f"| {_fmt(row['kid'] * 1000)} |")
+    mean = results["mean"]
+    lines += [f"| **mean** | | | {_fmt(mean['fid'])} | {_fmt(mean['kid'] * 1000)} |", ""]
+    return "\n".join(lines)
+
+
+def image_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str],
+               label_width: int = 170) -> Image.Image:
+    """Rows of equally sized uint8 images under column titles, each row named on the left."""
+    size = rows[0][1][0].shape[0]
+    header = 16
+    width = label_width + size * len(columns)
+    grid = Image.new("RGB", (width, header + size * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for c, title in enumerate(columns):
+        draw.text((label_width + c * size + 2, 2), title, fill=(0, 0, 0))
+    for r, (label, images) in enumerate(rows):
+        top = header + r * size
+        draw.text((4, top + size // 2 - 6), label, fill=(0, 0, 0))
+        for c, image in enumerate(images):
+            grid.paste(Image.fromarray(np.asarray(image, np.uint8)), (label_width + c * size, top))
+    return grid

@@ -1,0 +1,99 @@
+"""The attribute classifier and `l2m eval` end to end on a tiny untrained bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import run_python
+from PIL import Image
+
+ATTRS = ["Smiling", "Male"]
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    from keras_l2mgan.metrics.classifier import train_classifier
+
+    directory = tmp_path_factory.mktemp("classifier") / "clf"
+    model = train_classifier(ATTRS, img_size=32, steps=300, batch_size=32, num_train=512,
+                             num_test=256, log=lambda *_: None)
+    model.save(directory)
+    return directory
+
+
+@pytest.mark.tensorflow_only
+def test_classifier_learns_the_attributes_and_reloads(classifier_dir):
+    from keras_l2mgan.metrics import synthetic
+    from keras_l2mgan.metrics.classifier import AttributeClassifier
+
+    loaded = AttributeClassifier.load(classifier_dir)
+    assert loaded.attrs == ATTRS and loaded.img_size == 32
+    assert loaded.info["min_test_accuracy"] >= 0.9, loaded.info["test_accuracy"]
+    params = synthetic.split_params("test", 64)
+    images = synthetic.render(params, 32)
+    reloaded = loaded.accuracy(images, synthetic.attribute_values(params, ATTRS))
+    assert min(reloaded.values()) >= 0.85
+    assert loaded.features(images[:4]).shape == (4, 128)
+    # Larger images are resized to the classifier's size.
+    assert loaded.probabilities(synthetic.render(params[:2], 64)).shape == (2, 2)
+
+
+def test_classifier_builds_and_reloads_on_every_backend(backend, tmp_path):
+    code = f"""
+import numpy as np
+from keras_l2mgan.metrics.classifier import AttributeClassifier, build_classifier
+clf = AttributeClassifier(build_classifier(32, 2), ["Smiling", "Male"], 32)
+x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+clf.save({str(tmp_path / 'c')!r})
+again = AttributeClassifier.load({str(tmp_path / 'c')!r})
+np.testing.assert_allclose(again.probabilities(x), clf.probabilities(x), atol=1e-5)
+assert again.features(x).shape == (3, 128)
+print("ok")
+"""
+    result = run_python(code, backend)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.tensorflow_only
+def test_eval_end_to_end_writes_json_markdown_and_grid(classifier_dir, tmp_path):
+    from cli.main import main
+    from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.model import L2MGAN
+
+    bundle = tmp_path / "bundle"
+    save_bundle(L2MGAN.from_preset("tiny_32", domain_names=("not_smiling", "smiling")), bundle)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(main, [
+        "eval", str(bundle), "--classifier", str(classifier_dir), "--num-test", "12",
+        "--alpha-images", "2", "--batch-size", "8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "eval.json").read_text())
+    assert [t["task"] for t in results["tasks"]] == ["not_smiling → smiling",
+                                                       "smiling → not_smiling"]
+    task = results["tasks"][0]
+    assert task["n"] == 6 and task["flipped_attributes"] == ["Smiling"]
+    assert 0.0 <= task["accuracy"] <= 1.0 and 0.0 < task["psnr_gt"] < 100.0
+    assert task["identity_psnr_gt"] > task["psnr_gt"]  # an untrained G is worse than no edit
+    assert len(task["alpha_response"]["probability"]) == 6
+    assert results["fid_label"] == "FID (classifier features)"
+    markdown = (out / "eval.md").read_text()
+    assert "| **mean** |" in markdown and "FID (classifier features)" in markdown
+    grid = Image.open(out / "eval_grid.png")
+    assert grid.size[0] > 8 * 32 and grid.size[1] >= 4 * 32  # 2 tasks x 2 rows, 8 columns
+    assert np.asarray(grid).std() > 0
+
+
+@pytest.mark.tensorflow_only
+def test_eval_without_classifier_is_a_one_line_error(tmp_path, monkeypatch):
+    from cli.main import main
+    from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.model import L2MGAN
+
+    save_bundle(L2MGAN.from_preset("tiny_32"), tmp_path / "bundle")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["eval", "bundle"])
+    assert result.exit_code == 2
+    assert "l2m classifier train --img-size 32" in result.output
