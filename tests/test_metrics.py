@@ -95,3 +95,17 @@ def test_synthetic_split_is_the_tfds_split(tmp_path):
     np.testing.assert_array_equal(np.stack([ex["params"] for ex in stored]), ours)
     np.testing.assert_array_equal(np.stack([ex["image"] for ex in stored]),
                                   synthetic.render(ours, 32))
+
+
+def test_flop_count_matches_hand_count_for_conv_and_dense():
+    import keras
+    import tensorflow as tf
+
+    from keras_l2mgan.metrics.flops import graph_flops
+
+    conv = keras.layers.Conv2D(8, 3, padding="same")
+    dense = keras.layers.Dense(5)
+    spec = tf.TensorSpec([2, 16, 16, 4], tf.float32)
+    # 2 x MACs: conv 2*16*16 outputs x 8 channels x 3*3*4 taps; dense the same positions x 8 x 5.
+    expected = 2 * (2 * 16 * 16 * 8 * 36) + 2 * (2 * 16 * 16 * 5 * 8)
+    assert graph_flops(lambda x: dense(conv(x)), spec) == expected
