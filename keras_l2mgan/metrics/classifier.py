@@ -83,7 +83,7 @@ class AttributeClassifier:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
-            self.model.save(tmp / MODEL_FILE)
+            self._without_optimizer().save(tmp / MODEL_FILE)
             info = {**self.info, "attrs": self.attrs, "img_size": self.img_size}
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
             if directory.exists():
@@ -93,6 +93,16 @@ class AttributeClassifier:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return directory
+
+    def _without_optimizer(self):
+        """A copy with the same weights and no optimizer state (a third of the file size)."""
+        import keras
+
+        if getattr(self.model, "optimizer", None) is None:
+            return self.model
+        clean = keras.models.clone_model(self.model)
+        clean.set_weights(self.model.get_weights())
+        return clean
 
     def _resized(self, images) -> np.ndarray:
         images = np.asarray(images)
@@ -130,7 +140,7 @@ class AttributeClassifier:
         return {a: float(c) for a, c in zip(self.attrs, correct.mean(axis=0), strict=True)}
 
 
-def train_classifier(attrs: list[str] | None = None, img_size: int = 64, steps: int = 2000,
+def train_classifier(attrs: list[str] | None = None, img_size: int = 64, steps: int = 4000,
                      batch_size: int = 64, learning_rate: float = 1e-3,
                      num_train: int | None = None, num_test: int | None = None, seed: int = 0,
                      log=print) -> AttributeClassifier:
