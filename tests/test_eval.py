@@ -97,3 +97,83 @@ def test_eval_without_classifier_is_a_one_line_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["eval", "bundle"])
     assert result.exit_code == 2
     assert "l2m classifier train --img-size 32" in result.output
+
+
+class _OracleEditor:
+    """Returns the rendered ground truth for alpha >= 0.5 and the input below: a perfect edit
+    the synthetic protocol must score as such."""
+
+    img_size = 64
+    domain_names = ["not_smiling+not_male", "not_smiling+male", "smiling+not_male",
+                    "smiling+male"]
+
+    def __init__(self, num_test: int):
+        from keras_l2mgan.metrics import synthetic
+
+        params = synthetic.split_params("test", num_test)
+        self.params = {synthetic.render(p[None], 64)[0].tobytes(): p for p in params}
+
+    def edit(self, images, source, target, alpha):
+        from keras_l2mgan.data.synthetic_faces import renderer
+
+        out = []
+        for x, s, t, a in zip(images, source, target, alpha, strict=True):
+            p = self.params[np.asarray(x).tobytes()]
+            if a >= 0.5:
+                for i, attr in enumerate(["Smiling", "Male"]):
+                    if (s >> (1 - i)) & 1 != (t >> (1 - i)) & 1:
+                        p = renderer.flip(p, attr)
+            out.append(renderer.render(p, 64))
+        return np.stack(out)
+
+
+@pytest.mark.tensorflow_only
+def test_synthetic_protocol_scores_a_perfect_editor_as_perfect():
+    from keras_l2mgan.metrics.classifier import AttributeClassifier
+    from keras_l2mgan.metrics.evaluate import evaluate_synthetic
+    from keras_l2mgan.metrics.features import ClassifierFeatures
+    from keras_l2mgan.metrics.image import MAX_PSNR
+
+    classifier = AttributeClassifier.load("classifiers/synthetic_faces_64px")
+    results, (rows, columns) = evaluate_synthetic(
+        _OracleEditor(32), classifier, ClassifierFeatures(classifier), num_test=32,
+        alpha_images=4, log=lambda *_: None)
+    assert len(results["tasks"]) == 12 and len(rows) == 24 and len(columns) == 8
+    for task in results["tasks"]:
+        assert task["accuracy"] == 1.0 and task["psnr_gt"] == MAX_PSNR
+        assert task["ssim_gt"] == pytest.approx(1.0)
+        assert task["psnr_outside"] == MAX_PSNR  # nothing changed outside the mask
+        assert task["identity_psnr_gt"] < 40  # the input itself is not the edit
+        curve = task["alpha_response"]["probability"]
+        assert task["alpha_response"]["monotonic"] and curve[0] < 0.5 < curve[-1]
+
+
+@pytest.mark.tensorflow_only
+def test_eval_on_a_domain_folder_follows_the_stargan_v2_protocol(classifier_dir, tmp_path):
+    from cli.main import main
+    from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.metrics import synthetic
+    from keras_l2mgan.model import L2MGAN
+
+    params = synthetic.split_params("test", 24)
+    smiling = synthetic.attribute_values(params, ["Smiling"])[:, 0]
+    for i, (face, value) in enumerate(zip(synthetic.render(params, 32), smiling, strict=True)):
+        split = "val" if i < 8 else "train"
+        folder = tmp_path / "faces" / split / ("smiling" if value else "not_smiling")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(face).save(folder / f"{i}.png")
+    save_bundle(L2MGAN.from_preset("tiny_32", domain_names=("not_smiling", "smiling")),
+                tmp_path / "bundle")
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(main, [
+        "eval", str(tmp_path / "bundle"), "--data", str(tmp_path / "faces"),
+        "--classifier", str(classifier_dir), "--features", "classifier", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "eval.json").read_text())
+    assert results["protocol"] == "stargan_v2" and len(results["tasks"]) == 2
+    val, train = smiling[:8], smiling[8:]
+    for task in results["tasks"]:  # every held-out source face; every real target face
+        assert task["n"] == (val == task["source"]).sum()
+        assert task["n_real"] == (train == task["target"]).sum()
+    assert results["mean"]["fid"] > 0
+    assert "StarGAN v2 protocol" in (out / "eval.md").read_text()

@@ -56,6 +56,13 @@ def _fmt(value, digits: int = 2, percent: bool = False) -> str:
     return f"{100 * value:.1f} %" if percent else f"{value:.{digits}f}"
 
 
+def _kid(value) -> str:
+    """KID x 1000, three significant digits (it spans orders of magnitude)."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{1000 * value:.3g}"
+
+
 def synthetic_markdown(results: dict) -> str:
     """The synthetic-protocol table: one row per task, then the mean."""
     fid_label = results["fid_label"]
@@ -63,7 +70,7 @@ def synthetic_markdown(results: dict) -> str:
         f"### Edit quality of `{results['model']}` on synthetic faces "
         f"({results['img_size']} px, test split)",
         "",
-        f"Classifier accuracy on the real test images: "
+        f"Classifier accuracy on the real test images (lowest attribute): "
         f"{_fmt(results['classifier_accuracy_on_real'], percent=True)}. "
         f"{fid_label} / KID use {results['features']}.",
         "",
@@ -85,7 +92,7 @@ def synthetic_markdown(results: dict) -> str:
             f"| {_fmt(row['psnr_gt'])} | {_fmt(row['ssim_gt'], 3)} "
             f"| {_fmt(row['identity_psnr_gt'])} / {_fmt(row['identity_ssim_gt'], 3)} "
             f"| {_fmt(row['psnr_outside'])} / {_fmt(row['ssim_outside'], 3)} "
-            f"| {_fmt(row['fid'])} | {_fmt(row['kid'] * 1000 if row['kid'] is not None else None)} "
+            f"| {_fmt(row['fid'])} | {_kid(row['kid'])} "
             f"| {alpha_text} |")
     lines += [
         "",
@@ -114,9 +121,9 @@ def dataset_markdown(results: dict) -> str:
     ]
     for row in results["tasks"]:
         lines.append(f"| {row['task']} | {row['n']} | {row['n_real']} | {_fmt(row['fid'])} "
-                     f"| {_fmt(row['kid'] * 1000)} |")
+                     f"| {_kid(row['kid'])} |")
     mean = results["mean"]
-    lines += [f"| **mean** | | | {_fmt(mean['fid'])} | {_fmt(mean['kid'] * 1000)} |", ""]
+    lines += [f"| **mean** | | | {_fmt(mean['fid'])} | {_kid(mean['kid'])} |", ""]
     return "\n".join(lines)
 
 
@@ -132,7 +139,8 @@ def image_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str],
         draw.text((label_width + c * size + 2, 2), title, fill=(0, 0, 0))
     for r, (label, images) in enumerate(rows):
         top = header + r * size
-        draw.text((4, top + size // 2 - 6), label, fill=(0, 0, 0))
+        # PIL's built-in bitmap font has no arrow glyph.
+        draw.text((4, top + size // 2 - 6), label.replace("→", "->"), fill=(0, 0, 0))
         for c, image in enumerate(images):
             grid.paste(Image.fromarray(np.asarray(image, np.uint8)), (label_width + c * size, top))
     return grid
