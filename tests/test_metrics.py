@@ -109,3 +109,28 @@ def test_flop_count_matches_hand_count_for_conv_and_dense():
     # 2 x MACs: conv 2*16*16 outputs x 8 channels x 3*3*4 taps; dense the same positions x 8 x 5.
     expected = 2 * (2 * 16 * 16 * 8 * 36) + 2 * (2 * 16 * 16 * 5 * 8)
     assert graph_flops(lambda x: dense(conv(x)), spec) == expected
+
+
+def test_inception_features_come_from_a_local_weights_file_only(tmp_path, monkeypatch):
+    import keras
+
+    from keras_l2mgan.metrics import features
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        features.feature_extractor("inception")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        features.feature_extractor("auto", tmp_path / "missing.h5")
+    cache = tmp_path / "keras_home" / "models" / features.INCEPTION_FILE
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"")
+    assert features.cached_inception_weights() == cache  # found where keras.applications keeps it
+    # Random weights stand in for the ImageNet ones.
+    weights = tmp_path / "random_inception.weights.h5"
+    keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
+                                   input_shape=(299, 299, 3)).save_weights(weights)
+    extractor = features.feature_extractor("auto", weights)
+    assert isinstance(extractor, features.InceptionFeatures) and extractor.label == "FID"
+    assert extractor(_faces(2, 64)).shape == (2, 2048)
+    fallback = features.feature_extractor("classifier", classifier=object())
+    assert fallback.label == "FID (classifier features)"
