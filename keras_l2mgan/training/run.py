@@ -181,6 +181,9 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
     base = get_preset(options.preset)
     img_size = options.img_size or base.img_size
     scope, replicas = _distribution(options, backend)
+    # Before anything random (tf.data's seeded ops depend on the global seed too): the same
+    # --seed then gives the same run, in a fresh process or not.
+    keras.utils.set_random_seed(options.seed)
 
     info = build_dataset(options.data, attrs=options.attrs, img_size=img_size,
                          batch_size=options.batch_size, seed=options.seed,
@@ -196,7 +199,7 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
     config = base.replace(img_size=img_size, num_domains=len(names), domain_names=tuple(names))
 
     keras.config.set_dtype_policy(options.precision)
-    keras.utils.set_random_seed(options.seed)
+    keras.utils.set_random_seed(options.seed)  # again: dataset building drew from it
     with scope:
         model = L2MGAN(config)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
@@ -221,11 +224,7 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
         summary.update(final_step=start_step, seconds=0.0, note="already at --steps")
         return summary
 
-    sample_info = build_dataset(options.data, attrs=options.attrs, img_size=img_size,
-                                batch_size=4, seed=options.seed + 7,
-                                data_dir=options.data_dir, num_examples=options.num_examples,
-                                augment=False)
-    sample_batch = next(iter(sample_info.dataset.take(1).as_numpy_iterator()))
+    sample_batch = _sample_batch(options, img_size)
     # The stream is seeded and stateless: skipping the batches already trained on continues
     # it exactly where the interrupted run stopped.
     dataset = info.dataset.skip(start_step) if start_step else info.dataset
@@ -250,6 +249,23 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
                    images_per_second=(callback.step - start_step) * options.batch_size / seconds,
                    last_checkpoint=str(callback.last_checkpoint), history=callback.history)
     return summary
+
+
+def _sample_batch(options: TrainOptions, img_size: int) -> dict:
+    """Four fixed, unaugmented images for the sample grids: held-out ones when there is a
+    test split, else training images."""
+    from keras_l2mgan.data import build_dataset
+
+    for split in ("test", "train"):
+        try:
+            info = build_dataset(options.data, attrs=options.attrs, img_size=img_size,
+                                 batch_size=4, split=split, seed=options.seed,
+                                 data_dir=options.data_dir, num_examples=options.num_examples,
+                                 augment=False)
+        except ValueError:
+            continue
+        return next(iter(info.dataset.take(1).as_numpy_iterator()))
+    raise ValueError(f"data {options.data!r}: no images to draw samples from")
 
 
 def _write_options(run_dir: Path, options: TrainOptions, config, backend: str, replicas: int,

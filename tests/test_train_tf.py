@@ -1,0 +1,223 @@
+"""TensorFlow-pass training tests: mixed precision, SIGKILL + resume, MirroredStrategy, CLI
+errors. The distribution check for JAX runs in the jax pass (test_jax_data_parallel...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT, current_backend, run_python
+
+
+def _data(n=4, size=32, scale=1.0):
+    rng = np.random.default_rng(1)
+    return {"images": (scale * rng.uniform(-1, 1, (n, size, size, 3))).astype("float32"),
+            "labels": rng.integers(0, 2, n).astype("int32"),
+            "target_labels": rng.integers(0, 2, n).astype("int32")}
+
+
+def _values(variables):
+    from keras import ops
+
+    return [np.array(ops.convert_to_numpy(v)) for v in variables]
+
+
+@pytest.mark.tensorflow_only
+def test_mixed_float16_overflow_skips_the_step_and_bfloat16_trains():
+    import keras
+
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.model import L2MGAN
+
+    try:
+        keras.config.set_dtype_policy("mixed_float16")
+        model = L2MGAN(get_preset("tiny_32"))
+        model.compile(jit_compile=False)
+        g_opt = model.optimizer.g_optimizer
+        assert isinstance(g_opt, keras.optimizers.LossScaleOptimizer)
+        history = model.fit(_data(), batch_size=4, verbose=0).history
+        assert np.isfinite(history["g_loss"]).all() and np.isfinite(history["d_loss"]).all()
+        assert history["loss_scale"][0] == 2.0**15
+        weights = _values(model.trainable_variables + model.optimizer.variables[2:])
+        scale = float(_values([g_opt.dynamic_scale])[0])
+        # 1e5 is beyond float16's range (65504): activations and gradients overflow.
+        model.fit(_data(scale=1e5), batch_size=4, verbose=0)
+        after = _values(model.trainable_variables + model.optimizer.variables[2:])
+        changed = [i for i, (a, b) in enumerate(zip(weights, after, strict=True))
+                   if not np.array_equal(a, b)]
+        # Only the loss scaler's own state moved (scale halved); weights, Adam and EMA did not.
+        scaler_state = {id(v) for o in (g_opt, model.optimizer.d_optimizer) for v in o._variables}
+        all_vars = model.trainable_variables + model.optimizer.variables[2:]
+        assert all(id(all_vars[i]) in scaler_state for i in changed)
+        assert float(_values([g_opt.dynamic_scale])[0]) == scale / 2
+
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        model = L2MGAN(get_preset("tiny_32"))
+        model.compile(jit_compile=False)
+        assert model.generator.compute_dtype == "bfloat16"
+        history = model.fit(_data(), batch_size=4, verbose=0).history
+        assert np.isfinite(history["g_loss"]).all() and np.isfinite(history["r1"]).all()
+        assert all(v.dtype == "float32" for v in model.trainable_variables)
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+_DISTRIBUTED = """
+import json, os, numpy as np
+backend = os.environ["KERAS_BACKEND"]
+if backend == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_l2mgan.config import get_preset
+from keras_l2mgan.model import L2MGAN
+rng = np.random.default_rng(0)
+data = {"images": rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32"),
+        "labels": rng.integers(0, 2, 8).astype("int32"),
+        "target_labels": rng.integers(0, 2, 8).astype("int32")}
+jit = backend == "jax"
+# SGD, not Adam: Adam with beta_1 = 0 first moves each weight by lr * sign(g), so a gradient
+# near zero whose sign flips with summation order moves by 2 * lr; SGD measures the gradients.
+def sgd():
+    return dict(g_optimizer=keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.9),
+                d_optimizer=keras.optimizers.SGD(0.05))
+single = L2MGAN(get_preset("tiny_32"))
+initial = single.get_weights()
+single.compile(jit_compile=jit, **sgd())
+single.fit(data, batch_size=4, shuffle=False, verbose=0)
+if backend == "tensorflow":
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        multi = L2MGAN(get_preset("tiny_32"))
+        multi.set_weights(initial)
+        multi.compile(jit_compile=False, **sgd())
+    replicas = strategy.num_replicas_in_sync
+else:
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    multi = L2MGAN(get_preset("tiny_32"))
+    multi.set_weights(initial)
+    multi.compile(jit_compile=jit, **sgd())
+    replicas = len(devices)
+multi.fit(data, batch_size=4, shuffle=False, verbose=0)
+diff = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), multi.get_weights()))
+moved = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), initial))
+ema = lambda m: [np.asarray(keras.ops.convert_to_numpy(e)) for _, e in m.optimizer.ema_pairs()]
+ema_diff = max(float(np.abs(a - b).max()) for a, b in zip(ema(single), ema(multi)))
+print(json.dumps({"replicas": replicas, "diff": diff, "moved": moved, "ema_diff": ema_diff}))
+"""
+
+# Two data-parallel replicas vs one device on the same global batch of 4, after 2 SGD steps:
+# the largest weight/EMA difference is below 1e-5 of the largest weight change (measured:
+# ~1e-6; what remains is float32 summation order). A missing 1/num_replicas scaling would
+# double every update.
+TOLERANCE = 1e-5
+
+
+def _check_distributed(backend: str, extra_env: dict | None = None) -> None:
+    env_backup = dict(os.environ)
+    os.environ.update(extra_env or {})
+    try:
+        result = run_python(_DISTRIBUTED, backend, timeout=400)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["moved"] > 1e-3
+    assert report["diff"] < TOLERANCE * report["moved"], report
+    assert report["ema_diff"] < TOLERANCE * report["moved"], report
+
+
+@pytest.mark.tensorflow_only
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
+    _check_distributed("tensorflow")
+
+
+def test_jax_data_parallel_on_two_host_devices_matches_one_device():
+    if current_backend() != "jax":
+        pytest.skip("runs in the jax pass")
+    _check_distributed("jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+
+
+def _cli(*args, env=None, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "train", *args], cwd=REPO_ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+@pytest.mark.tensorflow_only
+def test_sigkill_then_resume_continues_exactly(tmp_path):
+    from keras_l2mgan.training import checkpoints
+    from keras_l2mgan.training.run import TrainOptions, train
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "L2M_DATA_DIR": str(tmp_path / "data")}
+    common = dict(preset="tiny_32", batch_size=4, checkpoint_every=2, sample_every=1000,
+                  num_examples=16, jit=False, data_dir=str(tmp_path / "data"), verbose=0)
+    run_dir = tmp_path / "killed"
+    proc = _cli("--preset", "tiny_32", "--batch-size", "4", "--steps", "1000",
+                "--checkpoint-every", "2", "--sample-every", "1000", "--num-examples", "16",
+                "--no-jit", "--run-dir", str(run_dir), env=env)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            done = checkpoints.list_checkpoints(run_dir / "checkpoints")
+            if done and done[-1][0] >= 4:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    # Every checkpoint left behind opens; the newest is where the resume starts.
+    found = checkpoints.list_checkpoints(run_dir / "checkpoints")
+    for _, path in found:
+        checkpoints.read_header(path)
+    killed_at = found[-1][0]
+    stop = killed_at + 2
+    resumed = train(TrainOptions(resume=str(run_dir), steps=stop), explicit={"steps"})
+    assert (resumed["start_step"], resumed["final_step"]) == (killed_at, stop)
+    options = json.loads((run_dir / "training_options.json").read_text())
+    assert options["resumed_at_step"] == killed_at
+
+    # The same run without interruption ends with the same weights: the curve joins exactly.
+    straight = train(TrainOptions(run_dir=str(tmp_path / "straight"), steps=stop, **common))
+    assert straight["final_step"] == stop
+    with np.load(checkpoints.checkpoint_path(run_dir / "checkpoints", stop)) as a, \
+            np.load(checkpoints.checkpoint_path(tmp_path / "straight" / "checkpoints", stop)) as b:
+        keys = [k for k in a.files if k != "header"]
+        assert keys == [k for k in b.files if k != "header"]
+        worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in keys)
+    assert worst < 1e-5
+    assert resumed["last_logs"]["d_loss"] == pytest.approx(straight["last_logs"]["d_loss"],
+                                                           rel=1e-4)
+    from keras_l2mgan.bundle import load_bundle
+
+    assert load_bundle(run_dir / "model").config.domain_names == ("not_smiling", "smiling")
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--attrs", "wings"], "wings"),
+    (["--batch-size", "3", "--devices", "2"], "devices"),
+    (["--resume", "/nonexistent/run"], "no training_options.json"),
+])
+def test_cli_bad_input_is_one_line(args, message, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "L2M_DATA_DIR": str(tmp_path / "data")}
+    proc = _cli("--num-examples", "16", "--run-dir", str(tmp_path / "r"), *args, env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and message in lines[0], err[-2000:]
