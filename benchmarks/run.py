@@ -6,7 +6,8 @@ G, E and D, measures the machine's matmul peak, and writes results/latest.json a
 Each bench script runs in its own process (it picks its own Keras backend and writes its own
 JSON and Markdown into --out); this script collects them, adds achieved FLOP/s (FLOPs per
 image x images/s) against the measured float32 / bfloat16 matmul peak, and stamps everything
-with the machine (CPU model, cores, load) and the date. --quick runs shorter settings.
+with the machine (CPU model, cores, load) and the date. --quick runs shorter settings and
+leaves the per-script result files of the last full run alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -225,9 +227,13 @@ def main() -> None:
 
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "quick": args.quick, "machine": machine(), "benchmarks": {}}
-    for name in chosen:
-        report["benchmarks"][name] = run_script(name, args.quick, out, args.timeout)
-        print(f"   {name}: {report['benchmarks'][name]['status']}", flush=True)
+    # A quick run must not overwrite the full runs' per-script files: it gets a scratch dir
+    # (its numbers still land in latest.json / latest.md).
+    with tempfile.TemporaryDirectory(prefix="bench_quick.") as scratch:
+        script_out = Path(scratch) if args.quick else out
+        for name in chosen:
+            report["benchmarks"][name] = run_script(name, args.quick, script_out, args.timeout)
+            print(f"   {name}: {report['benchmarks'][name]['status']}", flush=True)
     if not args.no_flops:
         print("== FLOPs per image and matmul peak", flush=True)
         report["flops"] = flops_and_peak(args.quick)
