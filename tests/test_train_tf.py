@@ -115,10 +115,10 @@ print(json.dumps({"replicas": replicas, "diff": diff, "moved": moved, "ema_diff"
 """
 
 # Two data-parallel replicas vs one device on the same global batch of 4, after 2 SGD steps:
-# the largest weight/EMA difference is below 1e-5 of the largest weight change (measured:
-# ~1e-6; what remains is float32 summation order). A missing 1/num_replicas scaling would
-# double every update.
-TOLERANCE = 1e-5
+# the largest weight/EMA difference is below 1e-4 of the largest weight change (measured:
+# TF 8e-7, JAX 1.2e-5; what remains is float32 summation order). A missing 1/num_replicas
+# scaling would double every update.
+TOLERANCE = 1e-4
 
 
 def _check_distributed(backend: str, extra_env: dict | None = None) -> None:
