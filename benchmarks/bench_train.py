@@ -24,7 +24,8 @@ CHILD = r"""
 import json, sys, time, numpy as np, keras
 from keras_l2mgan.config import get_preset
 from keras_l2mgan.model import L2MGAN
-preset, precision, jit, steps, batch = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
+preset, precision, jit = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+steps, batch = int(sys.argv[4]), int(sys.argv[5])
 keras.config.set_dtype_policy(precision)
 config = get_preset(preset)
 size = config.img_size
@@ -34,9 +35,13 @@ rng = np.random.default_rng(0)
 data = {"images": rng.uniform(-1, 1, (batch * (steps + 1), size, size, 3)).astype("float32"),
         "labels": rng.integers(0, 2, batch * (steps + 1)).astype("int32")}
 warm = {k: v[:batch] for k, v in data.items()}
-t = time.perf_counter(); model.fit(warm, batch_size=batch, verbose=0); first = time.perf_counter() - t
+t = time.perf_counter()
+model.fit(warm, batch_size=batch, verbose=0)
+first = time.perf_counter() - t
 rest = {k: v[batch:] for k, v in data.items()}
-t = time.perf_counter(); model.fit(rest, batch_size=batch, verbose=0); seconds = time.perf_counter() - t
+t = time.perf_counter()
+model.fit(rest, batch_size=batch, verbose=0)
+seconds = time.perf_counter() - t
 print(json.dumps({"seconds_per_step": seconds / steps, "images_per_s": batch * steps / seconds,
                   "first_step_s": first}))
 """
