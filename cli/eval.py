@@ -63,6 +63,9 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
     from keras_l2mgan.metrics.evaluate import evaluate_dataset, evaluate_synthetic
     from keras_l2mgan.metrics.features import feature_extractor
 
+    if not Path(model).exists():
+        raise FileNotFoundError(f"model {model} does not exist; pass a run dir, a bundle dir, "
+                                "saved_models/NAME or a SavedModel version dir")
     editor = open_editor(model)
     synthetic = data.strip().lower() == "synthetic"
     if classifier_dir is None:
