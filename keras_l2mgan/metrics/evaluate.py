@@ -170,55 +170,79 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
     return results, (grid_rows, columns_titles)
 
 
-def _collect(dataset, num_domains: int, cap: int | None) -> list[np.ndarray]:
-    """uint8 images per domain from a one-pass pipeline, at most `cap` each."""
-    per_domain: list[list[np.ndarray]] = [[] for _ in range(num_domains)]
-    for batch in dataset.as_numpy_iterator():
-        pixels = np.clip(np.round((batch["images"] + 1.0) * 127.5), 0, 255).astype(np.uint8)
-        for x, label in zip(pixels, batch["labels"], strict=True):
-            if cap is None or len(per_domain[label]) < cap:
-                per_domain[label].append(x)
-        if cap is not None and all(len(d) >= cap for d in per_domain):
-            break
-    return [np.stack(d) if d else np.zeros((0, 1, 1, 3), np.uint8) for d in per_domain]
+def _stream_batches(dataset, num_domains: int, cap: int | None, batch_size: int):
+    """(domain, uint8 batch) from a one-pass pipeline of single images, grouped per domain, at
+    most `cap` images per domain: only one batch per domain is held in memory."""
+    buffers: list[list[np.ndarray]] = [[] for _ in range(num_domains)]
+    counts = [0] * num_domains
+    for item in dataset.as_numpy_iterator():
+        label = int(item["labels"][0])
+        if cap is not None and counts[label] >= cap:
+            if all(c >= cap for c in counts):
+                break
+            continue
+        counts[label] += 1
+        pixels = np.clip(np.round((item["images"][0] + 1.0) * 127.5), 0, 255)
+        buffers[label].append(pixels.astype(np.uint8))
+        if len(buffers[label]) == batch_size:
+            yield label, np.stack(buffers[label])
+            buffers[label] = []
+    for label, buffer in enumerate(buffers):
+        if buffer:
+            yield label, np.stack(buffer)
 
 
 def evaluate_dataset(editor, data: str, features, split: str = "val", limit: int | None = None,
                      max_real: int | None = None, batch_size: int = 16,
                      data_dir: str | None = None, log=print):
-    """StarGAN v2 protocol on a folder / CelebA / CelebA-HQ dataset. Returns (results, grid)."""
+    """StarGAN v2 protocol on a folder / CelebA / CelebA-HQ dataset. Returns (results, grid).
+
+    Images stream through in batches; only features are kept, so the whole training split of
+    a large dataset can serve as the real set.
+    """
     from keras_l2mgan.data.pipeline import build_dataset
     from keras_l2mgan.editors import attribute_table
 
     names = list(editor.domain_names)
     table = attribute_table(names)
     attrs = list(table[0]) if table is not None else "smiling"
-    loaded = {}
-    for which, cap in ((split, limit), ("train", max_real)):
+
+    def open_split(which: str):
         # Batches of 1: the pipeline drops incomplete batches, evaluation must see every image.
-        info = build_dataset(data, attrs, editor.img_size, 1, split=which,
-                             data_dir=data_dir, augment=False, repeat=False)
+        info = build_dataset(data, attrs, editor.img_size, 1, split=which, data_dir=data_dir,
+                             augment=False, repeat=False)
         if list(info.domain_names) != names:
             raise ValueError(f"the dataset's domains ({', '.join(info.domain_names)}) differ "
                              f"from the model's ({', '.join(names)})")
-        log(f"reading {data} {which} images")
-        loaded[which] = _collect(info.dataset, len(names), cap)
-    held_out, real = loaded[split], loaded["train"]
-    real_features = [features(r) if len(r) else np.zeros((0, 1)) for r in real]
+        log(f"reading {data} {which} images ({info.num_examples})")
+        return info.dataset
 
-    rows, grid_rows = [], []
-    for task in all_tasks(names):
-        inputs = held_out[task.source]
-        if len(inputs) == 0:
+    tasks = all_tasks(names)
+    edited: dict[tuple[int, int], list[np.ndarray]] = {(t.source, t.target): [] for t in tasks}
+    grid_rows = []
+    for source, batch in _stream_batches(open_split(split), len(names), limit, batch_size):
+        for task in tasks:
+            if task.source != source:
+                continue
+            edits = edit_all(editor, batch, source, task.target, 1.0, batch_size)
+            if not edited[(source, task.target)]:
+                grid_rows += [(task.name, [batch[k], edits[k]]) for k in range(min(2, len(batch)))]
+            edited[(source, task.target)].append(features(edits))
+    real: list[list[np.ndarray]] = [[] for _ in names]
+    for label, batch in _stream_batches(open_split("train"), len(names), max_real, batch_size):
+        real[label].append(features(batch))
+    real_features = [np.concatenate(r) if r else np.zeros((0, 1)) for r in real]
+
+    rows = []
+    for task in tasks:
+        parts = edited[(task.source, task.target)]
+        if not parts:
             continue
-        log(f"{task.name}: editing {len(inputs)} images")
-        edits = edit_all(editor, inputs, task.source, task.target, 1.0, batch_size)
-        fid, kid = _fid_kid(features(edits), real_features[task.target])
+        fake = np.concatenate(parts)
+        fid, kid = _fid_kid(fake, real_features[task.target])
         rows.append({"task": task.name, "source": task.source, "target": task.target,
-                     "n": int(len(inputs)), "n_real": int(len(real[task.target])),
+                     "n": int(len(fake)), "n_real": int(len(real_features[task.target])),
                      "fid": fid, "kid": kid})
-        for k in range(min(2, len(inputs))):
-            grid_rows.append((task.name, [inputs[k], edits[k]]))
     if not rows:
         raise ValueError(f"no {split!r} images found in {data}; pass --split with a held-out "
                          "split the dataset has")
@@ -227,4 +251,5 @@ def evaluate_dataset(editor, data: str, features, split: str = "val", limit: int
         "domain_names": names, "features": features.name, "fid_label": features.label,
         "tasks": rows, "mean": {"fid": _mean(rows, "fid"), "kid": _mean(rows, "kid")},
     }
+    grid_rows.sort(key=lambda row: row[0])
     return results, (grid_rows, ["input", "edit"])
