@@ -28,14 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 FLOP_PRESETS = ("small_64", "official_64", "celeba_hq_256")
 
-# Arguments per bench script: (full run, quick run). Missing scripts are reported, not fatal.
+# Per bench script: (file, full-run invocations, quick-run invocations); each invocation is an
+# argument list. Missing scripts are reported, not fatal.
 SCRIPTS = {
-    "data": ("bench_data.py", [], []),
-    "train": ("bench_train.py", [], ["--quick"]),
-    "edit": ("bench_edit.py", [], ["--batches", "1", "--repeats", "1"]),
-    "serving": ("bench_serving.py", [], ["--seconds", "2"]),
+    "data": ("bench_data.py", [[]], [[]]),
+    "train": ("bench_train.py", [
+        # small_64: every backend, float32 and bfloat16, XLA on and off (torch: eager only).
+        ["--presets", "small_64", "--steps", "5"],
+        # Official widths: TensorFlow only (minutes per step on a small CPU).
+        ["--backends", "tensorflow", "--presets", "official_64,celeba_hq_256",
+         "--precisions", "float32,mixed_bfloat16", "--jit", "on", "--steps", "2"],
+    ], [["--backends", "tensorflow,jax,torch", "--presets", "small_64",
+         "--precisions", "float32", "--jit", "on,off", "--steps", "2"]]),
+    "edit": ("bench_edit.py", [[]], [["--batches", "1", "--repeats", "1"]]),
+    "serving": ("bench_serving.py", [[]], [["--seconds", "2"]]),
 }
-
 
 def machine() -> dict:
     model = platform.processor() or platform.machine()
@@ -65,26 +72,29 @@ def machine() -> dict:
 
 
 def run_script(name: str, quick: bool, out: Path, timeout: int) -> dict:
-    """Run one bench script; return its status and the JSON files it wrote."""
-    script, full_args, quick_args = SCRIPTS[name]
+    """Run one bench script (one or more invocations); return its status and the JSON and
+    Markdown files it wrote."""
+    script, full_runs, quick_runs = SCRIPTS[name]
     path = BENCH / script
     if not path.is_file():
         return {"status": "missing", "script": script}
-    command = [sys.executable, str(path), *(quick_args if quick else full_args),
-               "--out", str(out)]
-    print(f"== {' '.join(command[1:])}", flush=True)
     start = time.time()
-    try:
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                                timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timed out after {timeout} s", "script": script}
-    seconds = round(time.time() - start, 1)
-    section = {"status": "ok" if result.returncode == 0 else f"failed (exit {result.returncode})",
-               "script": script, "command": " ".join(command[1:]), "seconds": seconds,
-               "results": {}, "markdown": []}
-    if result.returncode != 0:
-        section["error"] = (result.stderr.strip().splitlines() or ["?"])[-1]
+    section = {"status": "ok", "script": script, "commands": [], "results": {}, "markdown": []}
+    for arguments in quick_runs if quick else full_runs:
+        command = [sys.executable, str(path), *arguments, "--out", str(out)]
+        section["commands"].append(" ".join(command[1:]))
+        print(f"== {' '.join(command[1:])}", flush=True)
+        try:
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired:
+            section.update(status=f"timed out after {timeout} s")
+            break
+        if result.returncode != 0:
+            section.update(status=f"failed (exit {result.returncode})",
+                           error=(result.stderr.strip().splitlines() or ["?"])[-1])
+            break
+    section["seconds"] = round(time.time() - start, 1)
     for produced in sorted(out.glob("*")):
         if produced.name.startswith("latest.") or produced.stat().st_mtime < start:
             continue
@@ -93,7 +103,6 @@ def run_script(name: str, quick: bool, out: Path, timeout: int) -> dict:
         elif produced.suffix == ".md":
             section["markdown"].append(produced.read_text())
     return section
-
 
 def flops_and_peak(quick: bool) -> dict:
     """FLOPs per image (TensorFlow graph) and matmul peaks, in a TensorFlow subprocess."""
@@ -116,18 +125,16 @@ print("RESULT" + json.dumps(out))
     raise RuntimeError("FLOP counting failed: " + (result.stderr.strip().splitlines() or ["?"])[-1])
 
 
-def _rows(results: dict):
-    """Every dict row in a bench result (top-level 'rows' lists, or nested)."""
+def _rows(results):
+    """Every dict in a bench result that reports a preset and images/s, however nested."""
     if isinstance(results, dict):
-        for key, value in results.items():
-            if key == "rows" and isinstance(value, list):
-                yield from (r for r in value if isinstance(r, dict))
-            else:
-                yield from _rows(value)
+        if "preset" in results and "images_per_s" in results:
+            yield results
+        for value in results.values():
+            yield from _rows(value)
     elif isinstance(results, list):
         for value in results:
             yield from _rows(value)
-
 
 def achieved(sections: dict, flops: dict) -> list[dict]:
     """Achieved FLOP/s of timed rows whose preset has a FLOP count, against the matmul peak."""
@@ -144,15 +151,26 @@ def achieved(sections: dict, flops: dict) -> list[dict]:
                 rows.append({"what": f"edit, {row['runner']}, batch {row['batch']}",
                              "preset": preset, "flop_per_s": value, "dtype": dtype,
                              "fraction_of_peak": value / peaks[dtype]})
-    for name, results in sections.get("train", {}).get("results", {}).items():
+    serving = sections.get("serving", {}).get("results", {}).get("serving")
+    if serving:
+        preset = serving.get("meta", {}).get("preset")
+        per_request = serving.get("meta", {}).get("images_per_request", 1)
+        for row in serving.get("rows", []):
+            if preset in per_image and row.get("requests_per_s"):
+                value = per_image[preset]["edit"] * per_request * row["requests_per_s"]
+                rows.append({"what": f"serving, batching {'on' if row['batching'] else 'off'}, "
+                                     f"{row['clients']} clients", "preset": preset,
+                             "flop_per_s": value, "dtype": "float32",
+                             "fraction_of_peak": value / peaks["float32"]})
+    for results in sections.get("train", {}).get("results", {}).values():
         for row in _rows(results):
             preset, rate = row.get("preset"), row.get("images_per_s")
             if preset in per_image and rate:
                 dtype = "bfloat16" if "bfloat16" in str(row.get("precision", "")) else "float32"
                 value = per_image[preset]["train_step_estimate"] * rate
-                label = ", ".join(str(row[k]) for k in ("backend", "precision", "jit", "xla")
-                                  if k in row)
-                rows.append({"what": f"train step ({name}: {label})", "preset": preset,
+                label = ", ".join(str(row[k]) for k in ("backend", "precision") if k in row)
+                rows.append({"what": f"train step, {label}, XLA {row.get('xla', '?')}, "
+                                     f"batch {row.get('batch', '?')}", "preset": preset,
                              "flop_per_s": value, "dtype": dtype,
                              "fraction_of_peak": value / peaks[dtype]})
     return rows
