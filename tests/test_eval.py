@@ -18,7 +18,7 @@ def classifier_dir(tmp_path_factory):
     from keras_l2mgan.metrics.classifier import train_classifier
 
     directory = tmp_path_factory.mktemp("classifier") / "clf"
-    model = train_classifier(ATTRS, img_size=32, steps=300, batch_size=32, num_train=512,
+    model = train_classifier(ATTRS, img_size=32, steps=400, batch_size=32, num_train=1024,
                              num_test=256, log=lambda *_: None)
     model.save(directory)
     return directory
