@@ -35,6 +35,8 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 @click.option("--run-dir", default=None, help="Output directory (default runs/<timestamp>).")
 @click.option("--resume", default=None, help="Continue the run in this directory at its last "
               "checkpoint; options not given are taken from it.")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True,
+              help="EMA of G and E used for samples/export; 0.99 suits runs under ~3k steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jit/--no-jit", default=True, show_default=True,
               help="XLA-compile the step (tensorflow, jax); torch always runs eagerly.")
