@@ -159,7 +159,8 @@ def achieved(sections: dict, flops: dict) -> list[dict]:
             if preset in per_image and row.get("requests_per_s"):
                 value = per_image[preset]["edit"] * per_request * row["requests_per_s"]
                 rows.append({"what": f"serving, batching {'on' if row['batching'] else 'off'}, "
-                                     f"{row['clients']} clients", "preset": preset,
+                                     f"{row['clients']} client{'s' if row['clients'] != 1 else ''}",
+                             "preset": preset,
                              "flop_per_s": value, "dtype": "float32",
                              "fraction_of_peak": value / peaks["float32"]})
     for results in sections.get("train", {}).get("results", {}).values():
