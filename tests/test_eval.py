@@ -28,6 +28,7 @@ def classifier_dir(tmp_path_factory):
 def test_classifier_learns_the_attributes_and_reloads(classifier_dir):
     from keras_l2mgan.metrics import synthetic
     from keras_l2mgan.metrics.classifier import AttributeClassifier
+    from keras_l2mgan.metrics.features import ClassifierFeatures
 
     loaded = AttributeClassifier.load(classifier_dir)
     assert loaded.attrs == ATTRS and loaded.img_size == 32
@@ -37,6 +38,8 @@ def test_classifier_learns_the_attributes_and_reloads(classifier_dir):
     reloaded = loaded.accuracy(images, synthetic.attribute_values(params, ATTRS))
     assert min(reloaded.values()) >= 0.85
     assert loaded.features(images[:4]).shape == (4, 128)
+    scaled = ClassifierFeatures(loaded)(images)  # unit RMS on real faces, for FID/KID
+    assert np.sqrt(np.mean(scaled**2)) == pytest.approx(1.0, rel=0.2)
     # Larger images are resized to the classifier's size.
     assert loaded.probabilities(synthetic.render(params[:2], 64)).shape == (2, 2)
 

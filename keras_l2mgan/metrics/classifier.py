@@ -183,7 +183,8 @@ def train_classifier(attrs: list[str] | None = None, img_size: int = 64, steps: 
 
     classifier = AttributeClassifier(model, attrs, img_size)
     test_params = synthetic.split_params("test", num_test, seed)
-    test_accuracy = classifier.accuracy(synthetic.render(test_params, img_size),
+    test_images = synthetic.render(test_params, img_size)
+    test_accuracy = classifier.accuracy(test_images,
                                         synthetic.attribute_values(test_params, attrs))
     classifier.info = {
         "attrs": attrs, "img_size": img_size, "steps": steps, "batch_size": batch_size,
@@ -191,6 +192,13 @@ def train_classifier(attrs: list[str] | None = None, img_size: int = 64, steps: 
         "num_test": len(test_params), "seed": seed, "train_seconds": round(train_seconds, 1),
         "backend": keras.backend.backend(), "test_accuracy": test_accuracy,
         "min_test_accuracy": min(test_accuracy.values()),
+        "feature_scale": feature_scale(classifier.features(test_images)),
     }
     return classifier
 
+
+
+def feature_scale(features: np.ndarray) -> float:
+    """1 / RMS of real faces' features: FID/KID on scaled features have Inception-like
+    magnitudes (KID's cubic kernel is not scale-free)."""
+    return float(1.0 / max(np.sqrt(np.mean(np.square(features))), 1e-12))

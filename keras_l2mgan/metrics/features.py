@@ -49,17 +49,18 @@ class InceptionFeatures:
 
 
 class ClassifierFeatures:
-    """The attribute classifier's 128-d penultimate features (not comparable with published
-    FIDs, which use InceptionV3)."""
+    """The attribute classifier's 128-d penultimate features, scaled to unit RMS on real test
+    faces (not comparable with published FIDs, which use InceptionV3)."""
 
-    name = "attribute classifier penultimate features"
+    name = "attribute classifier penultimate features (unit RMS on real faces)"
     label = "FID (classifier features)"
 
     def __init__(self, classifier):
         self.classifier = classifier
+        self.scale = float(getattr(classifier, "info", {}).get("feature_scale", 1.0))
 
     def __call__(self, images, batch_size: int = 256) -> np.ndarray:
-        return self.classifier.features(images, batch_size)
+        return self.classifier.features(images, batch_size) * self.scale
 
 
 def feature_extractor(kind: str = "auto", inception_weights: str | Path | None = None,
