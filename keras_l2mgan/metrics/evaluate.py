@@ -121,7 +121,9 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
         correct = predicted == (target > 0)
         flipped = [attrs.index(a) for a in task.flips]
         kept = [i for i in range(len(attrs)) if i not in flipped]
-        fid, kid = _fid_kid(features(edits), real_features[labels == task.target])
+        target_features = real_features[labels == task.target]
+        fid, kid = _fid_kid(features(edits), target_features)
+        identity_fid, _ = _fid_kid(real_features[index], target_features)
         row = {
             "task": task.name, "source": int(task.source), "target": int(task.target),
             "flipped_attributes": list(task.flips), "n": int(len(index)),
@@ -135,7 +137,8 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
             "psnr_outside": float(image.psnr(edits, inputs, ~masks).mean()),
             "ssim_outside": float(image.ssim(edits, inputs, ~masks).mean()),
             "mask_fraction": float(masks.mean()),
-            "fid": fid, "kid": kid, "n_real": int((labels == task.target).sum()),
+            "fid": fid, "kid": kid, "identity_fid": identity_fid,
+            "n_real": int((labels == task.target).sum()),
         }
         sweep = inputs[:alpha_images]
         curve, strips = [], []
@@ -153,7 +156,7 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
             grid_rows.append((task.name, [inputs[k], truth[k], *[s[k] for s in strips]]))
 
     keys = ["accuracy", "psnr_gt", "ssim_gt", "identity_psnr_gt", "identity_ssim_gt",
-            "psnr_outside", "ssim_outside", "fid", "kid"]
+            "psnr_outside", "ssim_outside", "fid", "kid", "identity_fid"]
     mean = {k: _mean(task_rows, k) for k in keys}
     monotonic = sum(r["alpha_response"]["monotonic"] for r in task_rows)
     mean["alpha_monotonic_tasks"] = f"{monotonic}/{len(task_rows)}"

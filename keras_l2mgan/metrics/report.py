@@ -75,7 +75,8 @@ def synthetic_markdown(results: dict) -> str:
         f"{fid_label} / KID use {results['features']}.",
         "",
         "| task | n | accuracy | PSNR vs GT (dB) | SSIM vs GT | identity PSNR / SSIM vs GT "
-        f"| PSNR / SSIM outside mask | {fid_label} | KID ×1000 | alpha 0 → 1.25 (monotonic) |",
+        f"| PSNR / SSIM outside mask | {fid_label} (identity) | KID ×1000 "
+        "| alpha 0 → 1.25 (monotonic) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [*results["tasks"], {**results["mean"], "task": "**mean**"}]
@@ -92,14 +93,15 @@ def synthetic_markdown(results: dict) -> str:
             f"| {_fmt(row['psnr_gt'])} | {_fmt(row['ssim_gt'], 3)} "
             f"| {_fmt(row['identity_psnr_gt'])} / {_fmt(row['identity_ssim_gt'], 3)} "
             f"| {_fmt(row['psnr_outside'])} / {_fmt(row['ssim_outside'], 3)} "
-            f"| {_fmt(row['fid'])} | {_kid(row['kid'])} "
+            f"| {_fmt(row['fid'])} ({_fmt(row['identity_fid'])}) | {_kid(row['kid'])} "
             f"| {alpha_text} |")
     lines += [
         "",
         "accuracy: edits whose every attribute the classifier reads as the target domain's; "
         "GT: the face re-rendered with the attribute flipped; identity: the unedited input "
         "scored against GT (the baseline an edit must beat); outside mask: the edit against "
-        "its input where the attribute cannot change anything; alpha: mean classifier "
+        "its input where the attribute cannot change anything; FID (identity): the unedited "
+        "source faces against the target domain's; alpha: mean classifier "
         "probability of the target attribute values at alpha 0, 0.25, …, 1.25.",
         "",
     ]
