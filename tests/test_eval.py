@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import run_python
+from conftest import REPO_ROOT, run_python
 from PIL import Image
 
 ATTRS = ["Smiling", "Male"]
@@ -137,7 +137,7 @@ def test_synthetic_protocol_scores_a_perfect_editor_as_perfect():
     from keras_l2mgan.metrics.features import ClassifierFeatures
     from keras_l2mgan.metrics.image import MAX_PSNR
 
-    classifier = AttributeClassifier.load("classifiers/synthetic_faces_64px")
+    classifier = AttributeClassifier.load(REPO_ROOT / "classifiers" / "synthetic_faces_64px")
     results, (rows, columns) = evaluate_synthetic(
         _OracleEditor(32), classifier, ClassifierFeatures(classifier), num_test=32,
         alpha_images=4, log=lambda *_: None)
