@@ -11,6 +11,16 @@ from cli.common import backend_option
 DEFAULT_CLASSIFIER = "classifiers/synthetic_faces_{img_size}px"
 
 
+def default_classifier(img_size: int) -> Path:
+    """classifiers/synthetic_faces_<size>px under the working directory, else the one shipped
+    beside the package (a source checkout or editable install)."""
+    import keras_l2mgan
+
+    relative = Path(DEFAULT_CLASSIFIER.format(img_size=img_size))
+    shipped = Path(keras_l2mgan.__file__).resolve().parents[1] / relative
+    return relative if relative.is_dir() or not shipped.is_dir() else shipped
+
+
 def default_output(model: str) -> Path:
     path = Path(model).resolve()
     name = path.parent.name if path.name.isdigit() else path.name
@@ -69,7 +79,7 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
     editor = open_editor(model)
     synthetic = data.strip().lower() == "synthetic"
     if classifier_dir is None:
-        candidate = Path(DEFAULT_CLASSIFIER.format(img_size=editor.img_size))
+        candidate = default_classifier(editor.img_size)
         if candidate.is_dir():
             classifier_dir = str(candidate)
         elif synthetic:
