@@ -124,6 +124,7 @@ PRESETS: dict[str, L2MConfig] = {
     "afhq_256": L2MConfig(img_size=256, num_domains=3, w_hpf=0.0),
     "official_64": L2MConfig(img_size=64, num_domains=2, w_hpf=0.0),
     "small_64": L2MConfig(img_size=64, num_domains=2, w_hpf=0.0, dim_in=32, max_conv_dim=128),
+    "mini_64": L2MConfig(img_size=64, num_domains=2, w_hpf=0.0, dim_in=16, max_conv_dim=64),
     "tiny_32": L2MConfig(img_size=32, num_domains=2, w_hpf=0.0, dim_in=16, max_conv_dim=64),
 }
 
@@ -132,6 +133,7 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "afhq_256": "official AFHQ layout (256 px, cat/dog/wild, no high-pass path)",
     "official_64": "official widths at 64 px (benchmarks; slow on CPU)",
     "small_64": "CPU preset: 64 px, reduced widths (the `l2m train` default)",
+    "mini_64": "CPU preset: 64 px, a quarter of small_64's widths (the shipped demo models)",
     "tiny_32": "CPU preset: 32 px, minimal widths (tests, smoke runs)",
 }
 

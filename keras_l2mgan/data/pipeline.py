@@ -295,7 +295,10 @@ def prepare_synthetic(
         config = synthetic.synthetic_config(img_size, seed=seed)
     else:
         config = synthetic.synthetic_config(img_size, num_examples, num_examples, seed)
-    builder = synthetic.SyntheticFaces(config=config, data_dir=data_dir)
+    predefined = {c.name for c in synthetic.SyntheticFaces.BUILDER_CONFIGS}
+    # TFDS refuses a custom config object that reuses a predefined config's name.
+    builder = synthetic.SyntheticFaces(
+        config=config.name if config.name in predefined else config, data_dir=data_dir)
     if not builder.is_prepared():
         log.warning("generating synthetic faces %s in %s", config.name, data_dir)
         builder.download_and_prepare()
