@@ -206,18 +206,108 @@ def test_sigkill_then_resume_continues_exactly(tmp_path):
     assert load_bundle(run_dir / "model").config.domain_names == ("not_smiling", "smiling")
 
 
+def _folder_dataset(root, domains):
+    """root/train/<domain>/*.png, four random 32 px images per domain."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for domain in domains:
+        folder = root / "train" / domain
+        folder.mkdir(parents=True)
+        for i in range(4):
+            image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(image).save(folder / f"{i}.png")
+    return root
+
+
+def _l2m_train(*args):
+    """`l2m train ARGS` in this process (no TensorFlow import per call): (exit code, stderr)."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    result = CliRunner().invoke(main, ["train", *map(str, args)])
+    assert "Traceback" not in result.output + result.stderr
+    return result.exit_code, result.stderr
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, stderr[-2000:]
+    return lines[0]
+
+
 @pytest.mark.tensorflow_only
 @pytest.mark.parametrize("args, message", [
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--attrs", "wings"], "wings"),
     (["--batch-size", "3", "--devices", "2"], "devices"),
     (["--resume", "/nonexistent/run"], "no training_options.json"),
+    (["--precision", "fp8"], "'--precision': 'fp8' is not one of"),
+    (["--data", "ONE_DOMAIN"], "1 domain folder(s)"),
 ])
 def test_cli_bad_input_is_one_line(args, message, tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "L2M_DATA_DIR": str(tmp_path / "data")}
-    proc = _cli("--num-examples", "16", "--run-dir", str(tmp_path / "r"), *args, env=env)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2, err[-2000:]
-    lines = [line for line in err.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and message in lines[0], err[-2000:]
+    args = [str(_folder_dataset(tmp_path / "one", ["smiling"])) if a == "ONE_DOMAIN" else a
+            for a in args]
+    code, stderr = _l2m_train("--num-examples", "16", "--data-dir", tmp_path / "data",
+                              "--run-dir", tmp_path / "r", *args)
+    assert code == 2, stderr[-2000:]
+    assert message in _one_error_line(stderr)
+    assert not (tmp_path / "r").exists()  # nothing half-made
+
+
+@pytest.mark.tensorflow_only
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    """A real divergence: one good step, then a resume with --lr 1e8 (it also shows a resumed
+    run takes a new --lr: with the checkpoint's 1e-4 restored, step 2 would stay finite)."""
+    import keras
+
+    from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.training import checkpoints
+
+    run_dir = tmp_path / "run"
+    code, stderr = _l2m_train("--data", _folder_dataset(tmp_path / "faces", ["a", "b"]),
+                              "--preset", "tiny_32", "--batch-size", "4", "--steps", "1",
+                              "--no-jit", "--run-dir", run_dir)
+    assert code == 0, stderr[-2000:]
+    good = checkpoints.checkpoint_path(run_dir / "checkpoints", 1)
+    content = good.read_bytes()
+
+    code, stderr = _l2m_train("--resume", run_dir, "--steps", "3", "--lr", "1e8")
+    assert code == 2, stderr[-2000:]
+    error = _one_error_line(stderr)
+    assert "non-finite loss at step 2 (precision float32)" in error
+    assert f"last good checkpoint {good} is untouched" in error
+    assert checkpoints.list_checkpoints(run_dir / "checkpoints") == [(1, good)]
+    assert good.read_bytes() == content
+    header = checkpoints.read_header(good)
+    model = L2MGAN(header["config"])
+    model.compile(jit_compile=False)
+    assert checkpoints.load_checkpoint(good, model)["step"] == 1
+    state = _values(model.variables + model.optimizer.variables)
+    assert all(np.isfinite(v).all() for v in state)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.g_optimizer.learning_rate)) == \
+        pytest.approx(1e-4)
+
+    # The same run dir resumed with another model config is refused before anything runs.
+    code, stderr = _l2m_train("--resume", run_dir, "--preset", "small_64")
+    assert code == 2
+    assert "the run used preset='tiny_32', not 'small_64'" in _one_error_line(stderr)
+
+
+def test_checkpoint_refuses_a_non_finite_state(tmp_path):
+    """Losses can stay finite while an overflowing gradient made a weight NaN: such a state is
+    never written, so it cannot rotate a good checkpoint out."""
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.training import checkpoints
+
+    model = L2MGAN(get_preset("tiny_32"))
+    model.compile(jit_compile=False)
+    first = checkpoints.save_checkpoint(tmp_path, 1, model, keep=1)
+    weight = model.discriminator.trainable_variables[0]
+    weight.assign(np.full(weight.shape, np.nan, "float32"))
+    with pytest.raises(checkpoints.NonFiniteStateError, match=f"{weight.path} holds NaN"):
+        checkpoints.save_checkpoint(tmp_path, 2, model, keep=1)
+    assert checkpoints.list_checkpoints(tmp_path) == [(1, first)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no temp file left

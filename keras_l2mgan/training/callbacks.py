@@ -36,6 +36,7 @@ class RunCallback(keras.callbacks.Callback):
         self.allow_non_finite = allow_non_finite
         self.header = header or {}
         self.failed_step: int | None = None
+        self.failure = ""  # what went non-finite at failed_step
         self.skipped_steps = 0
         self.last_checkpoint: Path | None = None
         self.history: list[tuple[int, dict]] = []
@@ -64,7 +65,7 @@ class RunCallback(keras.callbacks.Callback):
             if self.allow_non_finite:  # fp16: the loss scaler skipped this step
                 self.skipped_steps += 1
             else:
-                self.failed_step = self.step
+                self.failed_step, self.failure = self.step, "non-finite loss"
                 self.model.stop_training = True
                 return
         now = time.perf_counter()
@@ -80,10 +81,16 @@ class RunCallback(keras.callbacks.Callback):
                 for name, value in values.items():
                     _summary("scalars", f"train/{name}", np.float32(value))
         logs["images_per_s"] = self.images_per_second
+        # Checkpoint first: it refuses a non-finite state, and then no sample is drawn from it.
+        if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
+            try:
+                self.write_checkpoint()
+            except checkpoints.NonFiniteStateError as error:
+                self.failed_step, self.failure = self.step, str(error)
+                self.model.stop_training = True
+                return
         if self.step % self.sample_every == 0 or self.step == self.total_steps:
             self.write_samples()
-        if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
-            self.write_checkpoint()
 
     def write_samples(self) -> Path:
         grid = sample_grid(self.model.ema_model(), self.sample_batch["images"],
@@ -106,7 +113,6 @@ class RunCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.flush()
-
 
 
 def _summary(plugin: str, tag: str, value) -> None:

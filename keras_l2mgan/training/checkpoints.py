@@ -21,6 +21,10 @@ import numpy as np
 PATTERN = re.compile(r"^ckpt-(\d{8})\.npz$")
 
 
+class NonFiniteStateError(ValueError):
+    """The state to checkpoint holds NaN or inf: writing it would replace a good checkpoint."""
+
+
 def _to_numpy(variable) -> np.ndarray:
     from keras import ops
 
@@ -57,6 +61,11 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     arrays.update({f"model/{i:05d}": _to_numpy(v) for i, v in enumerate(model_vars)})
     arrays.update({f"optimizer/{i:05d}": _to_numpy(v) for i, v in enumerate(opt_vars)})
+    # Losses can be finite while an overflowing gradient already turned weights or Adam moments
+    # into NaN/inf; such a state must never rotate a good checkpoint out.
+    for key, variable in zip(list(arrays)[1:], [*model_vars, *opt_vars], strict=True):
+        if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
+            raise NonFiniteStateError(f"{variable.path} holds NaN or inf at step {step}")
     final = checkpoint_path(directory, step)
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     try:

@@ -26,9 +26,11 @@ from keras_l2mgan.losses import LossWeights
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 OPTIONS_FILE = "training_options.json"
-# Options a resumed run may change; every other one must match the run directory's.
+# Options a resumed run may change; every other one must match the run directory's. The
+# learning rate is one: resuming a diverged run from its last good checkpoint with a lower
+# --lr is the usual fix.
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
-                     "log_every", "run_dir", "resume", "verbose"}
+                     "log_every", "run_dir", "resume", "verbose", "lr"}
 
 
 @dataclasses.dataclass
@@ -215,6 +217,10 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
                 raise ValueError(f"--resume {run_dir}: the checkpoint's model config differs "
                                  "from this run's; resume with the run's own options")
             start_step = header["step"]
+            # The checkpoint restored the learning rate it was saved with (an optimizer
+            # variable); the run's own --lr, maybe lowered for this resume, wins.
+            for optimizer in (model.optimizer.g_optimizer, model.optimizer.d_optimizer):
+                optimizer.learning_rate = options.lr
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_options(run_dir, options, config, backend, replicas, start_step)
     remaining = options.steps - start_step
@@ -238,17 +244,29 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
               verbose=options.verbose)
     seconds = time.perf_counter() - started
     if callback.failed_step is not None:
-        last = checkpoints.latest_checkpoint(run_dir / "checkpoints")
-        raise TrainingError(
-            f"non-finite loss at step {callback.failed_step} (precision {options.precision}); "
-            f"training stopped, last good checkpoint: {last or 'none yet'}; try a lower --lr "
-            "or --precision float32")
+        raise TrainingError(_failure_message(callback, options, run_dir))
     last_logs = callback.history[-1][1] if callback.history else {}
     summary.update(final_step=callback.step, seconds=seconds, last_logs=last_logs,
                    skipped_steps=callback.skipped_steps,
                    images_per_second=(callback.step - start_step) * options.batch_size / seconds,
                    last_checkpoint=str(callback.last_checkpoint), history=callback.history)
     return summary
+
+
+def _failure_message(callback, options: TrainOptions, run_dir: Path) -> str:
+    from keras_l2mgan.training import checkpoints
+
+    last = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+    fix = f"lower --lr than {options.lr:g}"
+    if options.precision != "float32":
+        fix += " or --precision float32"
+    if last is None:
+        advice = f"no checkpoint was written yet; start a new run with a {fix}"
+    else:
+        advice = (f"last good checkpoint {last} is untouched; continue from it with a {fix}: "
+                  f"l2m train --resume {run_dir} --lr ...")
+    return (f"{callback.failure} at step {callback.failed_step} (precision "
+            f"{options.precision}); training stopped, {advice}")
 
 
 def _sample_batch(options: TrainOptions, img_size: int) -> dict:
