@@ -139,6 +139,19 @@ class L2MGAN(keras.Model):
         optimizers.build(self.trainable_variables)
         self._train_step_fn = get_trainer(keras.backend.backend())
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras 3's TensorFlow trainer opens an extra iterator
+        # on the training data and all-reduces its first batch, only to read shapes. That
+        # (a) fails on dict batches under MultiWorkerMirroredStrategy ("Attempt to convert a
+        # value ({'images': PerReplica:...}) with an unsupported type (<class 'dict'>) to a
+        # Tensor", keras-team/keras#20329) and (b) consumes one pass of the seeded shuffle,
+        # so training would start on another order than a one-device run with the same
+        # seed. This model is built by __init__ and compile(): the element spec is enough.
+        if iterator is not None and self._distribute_strategy is not None:
+            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, *args):
         # TF and torch call train_step(data); JAX calls train_step(state, data).
         return self._train_step_fn(self, *args)

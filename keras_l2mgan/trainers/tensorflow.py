@@ -24,12 +24,20 @@ def _gradients(tape, loss, variables):
     return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
 
 
+def in_multi_worker_mode(strategy) -> bool:
+    """Whether Keras reduces this strategy's step outputs across workers (the test Keras'
+    TensorFlow trainer makes)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
 def train_step(model, data):
     optimizers = model.optimizer
     g_opt, d_opt = optimizers.g_optimizer, optimizers.d_optimizer
+    strategy = tf.distribute.get_strategy()
     # Keras all-reduce-SUMS gradients across replicas, so each replica's loss is divided by
     # their number: the sum of per-replica means is then the global mean.
-    per_replica = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+    per_replica = 1.0 / strategy.num_replicas_in_sync
     x, source, target = model.unpack_batch(data)
     x = tf.cast(x, tf.float32)
 
@@ -47,4 +55,10 @@ def train_step(model, data):
 
     from keras_l2mgan.trainers import extra_logs
 
-    return {**d_logs, **g_logs, **extra_logs(optimizers)}
+    logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
+    if in_multi_worker_mode(strategy):
+        # Keras 3 reduces each output across workers with reduce("MEAN", v, axis=0), which
+        # fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions",
+        # keras-team/keras#20585); as shape (1,) they reduce to the scalar global mean.
+        logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs

@@ -26,7 +26,7 @@ class RunCallback(keras.callbacks.Callback):
     def __init__(self, run_dir: Path, start_step: int, total_steps: int, batch_size: int,
                  checkpoint_every: int, sample_every: int, sample_batch: dict,
                  keep_checkpoints: int = 3, log_every: int = 10, allow_non_finite: bool = False,
-                 header: dict | None = None):
+                 header: dict | None = None, write: bool = True):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.step = start_step
@@ -34,6 +34,9 @@ class RunCallback(keras.callbacks.Callback):
         self.checkpoint_every, self.sample_every = checkpoint_every, sample_every
         self.sample_batch, self.keep, self.log_every = sample_batch, keep_checkpoints, log_every
         self.allow_non_finite = allow_non_finite
+        # Only one worker of a multi-worker run writes; the others still check the state
+        # (the same on every worker) so that all of them stop at the same step.
+        self.write = write
         self.header = header or {}
         self.failed_step: int | None = None
         self.failure = ""  # what went non-finite at failed_step
@@ -77,9 +80,10 @@ class RunCallback(keras.callbacks.Callback):
             self._window_start, self._window_steps = now, 0
             values["images_per_s"] = self.images_per_second
             self.history.append((self.step, values))
-            with self._summary().as_default(step=self.step):
-                for name, value in values.items():
-                    _summary("scalars", f"train/{name}", np.float32(value))
+            if self.write:
+                with self._summary().as_default(step=self.step):
+                    for name, value in values.items():
+                        _summary("scalars", f"train/{name}", np.float32(value))
         logs["images_per_s"] = self.images_per_second
         # Checkpoint first: it refuses a non-finite state, and then no sample is drawn from it.
         if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
@@ -89,7 +93,7 @@ class RunCallback(keras.callbacks.Callback):
                 self.failed_step, self.failure = self.step, str(error)
                 self.model.stop_training = True
                 return
-        if self.step % self.sample_every == 0 or self.step == self.total_steps:
+        if self.write and (self.step % self.sample_every == 0 or self.step == self.total_steps):
             self.write_samples()
 
     def write_samples(self) -> Path:
@@ -101,9 +105,12 @@ class RunCallback(keras.callbacks.Callback):
         self._summary().flush()
         return path
 
-    def write_checkpoint(self) -> Path:
+    def write_checkpoint(self) -> Path | None:
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
+        if not self.write:
+            checkpoints.check_finite(self.step, self.model)
+            return None
         self.last_checkpoint = checkpoints.save_checkpoint(
             self.run_dir / "checkpoints", self.step, self.model, self.header, keep=self.keep)
         # The inference bundle (EMA weights) that export and edit read.

@@ -61,11 +61,7 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     arrays.update({f"model/{i:05d}": _to_numpy(v) for i, v in enumerate(model_vars)})
     arrays.update({f"optimizer/{i:05d}": _to_numpy(v) for i, v in enumerate(opt_vars)})
-    # Losses can be finite while an overflowing gradient already turned weights or Adam moments
-    # into NaN/inf; such a state must never rotate a good checkpoint out.
-    for key, variable in zip(list(arrays)[1:], [*model_vars, *opt_vars], strict=True):
-        if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
-            raise NonFiniteStateError(f"{variable.path} holds NaN or inf at step {step}")
+    _require_finite(step, [*model_vars, *opt_vars], list(arrays.values())[1:])
     final = checkpoint_path(directory, step)
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     try:
@@ -80,6 +76,20 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
     for _, old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return final
+
+
+def _require_finite(step: int, variables, values) -> None:
+    # Losses can be finite while an overflowing gradient already turned weights or Adam moments
+    # into NaN/inf; such a state must never rotate a good checkpoint out.
+    for variable, value in zip(variables, values, strict=True):
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise NonFiniteStateError(f"{variable.path} holds NaN or inf at step {step}")
+
+
+def check_finite(step: int, model) -> None:
+    """Raise NonFiniteStateError if a model or optimizer variable holds NaN or inf."""
+    variables = [*model.variables, *model.optimizer.variables]
+    _require_finite(step, variables, [_to_numpy(v) for v in variables])
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -59,6 +59,7 @@ class TrainOptions:
     num_examples: int | None = None
     loss_weights: dict[str, Any] = dataclasses.field(default_factory=dict)
     verbose: int = 1
+    multi_worker: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,24 +113,64 @@ def resolve_devices(spec: str, backend: str) -> list[str]:
     return names[:count]
 
 
-def _distribution(options: TrainOptions, backend: str):
-    """(context manager to build the model in, number of replicas)."""
+@dataclasses.dataclass
+class Distribution:
+    scope: Any  # context manager to build the model in
+    replicas: int
+    chief: bool = True  # writes the run directory; the other workers only train
+    multi_worker: bool = False
+
+
+def _multi_worker_distribution(options: TrainOptions, backend: str) -> Distribution:
+    """MultiWorkerMirroredStrategy over the workers of TF_CONFIG (every worker runs the same
+    command; each one's local GPUs, else its CPU, are its replicas)."""
+    if backend != "tensorflow":
+        raise ValueError(f"--multi-worker runs on the tensorflow backend, not {backend}; "
+                         "pass --backend tensorflow")
+    try:
+        tf_config = json.loads(os.environ["TF_CONFIG"])
+        workers = tf_config["cluster"]["worker"]
+        task = tf_config["task"]
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"--multi-worker needs TF_CONFIG set to JSON like {{\"cluster\": {{\"worker\": "
+            f"[\"host1:port\", \"host2:port\"]}}, \"task\": {{\"type\": \"worker\", \"index\": "
+            f"0}}}} on every worker ({type(error).__name__}: {error})") from None
+    if options.devices != "1":
+        raise ValueError("--multi-worker uses every local GPU of each worker (else its CPU); "
+                         "drop --devices")
+    import tensorflow as tf
+
+    # Must run before anything else initialises TensorFlow's runtime in this process.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    replicas = strategy.num_replicas_in_sync
+    if options.batch_size % replicas:
+        raise ValueError(f"--batch-size {options.batch_size} is not divisible by the {replicas} "
+                         f"replicas of {len(workers)} workers; use a multiple of {replicas}")
+    has_chief = "chief" in tf_config["cluster"]
+    chief = task.get("type") == "chief" or (not has_chief and task.get("index") == 0)
+    return Distribution(strategy.scope(), replicas, chief=chief, multi_worker=True)
+
+
+def _distribution(options: TrainOptions, backend: str) -> Distribution:
+    if options.multi_worker:
+        return _multi_worker_distribution(options, backend)
     devices = resolve_devices(options.devices, backend)
     count = len(devices)
     if options.batch_size % count:
         raise ValueError(f"--batch-size {options.batch_size} is not divisible by the {count} "
                          f"devices; use a multiple of {count}")
     if count == 1:
-        return contextlib.nullcontext(), 1
+        return Distribution(contextlib.nullcontext(), 1)
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy(devices).scope(), count
+        return Distribution(tf.distribute.MirroredStrategy(devices).scope(), count)
     if backend == "jax":
         import keras
 
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return contextlib.nullcontext(), count
+        return Distribution(contextlib.nullcontext(), count)
     raise ValueError(f"--devices {count}: multi-device training runs on the tensorflow "
                      "(MirroredStrategy) and jax (DataParallel) backends, not on torch")
 
@@ -182,7 +223,7 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
                          "scaling for two optimizers there); use --precision mixed_bfloat16")
     base = get_preset(options.preset)
     img_size = options.img_size or base.img_size
-    scope, replicas = _distribution(options, backend)
+    distribution = _distribution(options, backend)
     # Before anything random (tf.data's seeded ops depend on the global seed too): the same
     # --seed then gives the same run, in a fresh process or not.
     keras.utils.set_random_seed(options.seed)
@@ -202,7 +243,7 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
 
     keras.config.set_dtype_policy(options.precision)
     keras.utils.set_random_seed(options.seed)  # again: dataset building drew from it
-    with scope:
+    with distribution.scope:
         model = L2MGAN(config)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
                       ema_decay=options.ema_decay, seed=options.seed,
@@ -221,11 +262,13 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
             # variable); the run's own --lr, maybe lowered for this resume, wins.
             for optimizer in (model.optimizer.g_optimizer, model.optimizer.d_optimizer):
                 optimizer.learning_rate = options.lr
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_options(run_dir, options, config, backend, replicas, start_step)
+    if distribution.chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_options(run_dir, options, config, backend, distribution.replicas, start_step)
     remaining = options.steps - start_step
     summary = {"run_dir": str(run_dir), "start_step": start_step, "steps": options.steps,
-               "backend": backend, "replicas": replicas, "domain_names": names}
+               "backend": backend, "replicas": distribution.replicas, "domain_names": names,
+               "chief": distribution.chief}
     if remaining <= 0:
         summary.update(final_step=start_step, seconds=0.0, note="already at --steps")
         return summary
@@ -234,10 +277,19 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
     # The stream is seeded and stateless: skipping the batches already trained on continues
     # it exactly where the interrupted run stopped.
     dataset = info.dataset.skip(start_step) if start_step else info.dataset
+    if distribution.multi_worker:
+        # Every worker reads the same seeded stream and keeps its replicas' slices of each
+        # global batch: the run matches one device on the same global batch.
+        import tensorflow as tf
+
+        sharding = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy.DATA
+        sharding.experimental_distribute.auto_shard_policy = policy
+        dataset = dataset.with_options(sharding)
     callback = RunCallback(
         run_dir, start_step, options.steps, options.batch_size, options.checkpoint_every,
         options.sample_every, sample_batch, options.keep_checkpoints, options.log_every,
-        allow_non_finite=options.precision == "mixed_float16",
+        allow_non_finite=options.precision == "mixed_float16", write=distribution.chief,
         header={"options": options.to_dict(), "seed": options.seed})
     started = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback],
