@@ -32,12 +32,13 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 @click.option("--devices", default="1", show_default=True,
               help="Number of devices (GPUs, else CPUs) or 'all': MirroredStrategy on "
                    "tensorflow, DataParallel on jax.")
-@click.option("--multi-worker", is_flag=True,
+@click.option("--multi-worker/--single-worker", default=False, show_default=True,
               help="tensorflow: MultiWorkerMirroredStrategy over the workers in TF_CONFIG; run "
                    "the same command on every worker (worker 0 writes the run dir).")
 @click.option("--run-dir", default=None, help="Output directory (default runs/<timestamp>).")
 @click.option("--resume", default=None, help="Continue the run in this directory at its last "
-              "checkpoint; options not given are taken from it (--lr and --steps may change).")
+              "checkpoint; options not given are taken from it (--steps, --lr, --devices, "
+              "--multi-worker and output options may change).")
 @click.option("--ema-decay", type=float, default=0.999, show_default=True,
               help="EMA of G and E used for samples/export; 0.99 suits runs under ~3k steps.")
 @click.option("--seed", type=int, default=0, show_default=True)

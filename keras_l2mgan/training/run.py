@@ -27,10 +27,12 @@ from keras_l2mgan.losses import LossWeights
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 OPTIONS_FILE = "training_options.json"
 # Options a resumed run may change; every other one must match the run directory's. The
-# learning rate is one: resuming a diverged run from its last good checkpoint with a lower
-# --lr is the usual fix.
+# learning rate is one (resuming a diverged run from its last good checkpoint with a lower
+# --lr is the usual fix), and so is the hardware: checkpoints are device-neutral and the
+# global batch stays the same.
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
-                     "log_every", "run_dir", "resume", "verbose", "lr"}
+                     "log_every", "run_dir", "resume", "verbose", "lr", "devices",
+                     "multi_worker"}
 
 
 @dataclasses.dataclass
