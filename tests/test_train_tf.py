@@ -488,6 +488,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(ref
     assert "the run used preset='tiny_32', not 'small_64'" in _one_error_line(stderr)
 
 
+@pytest.mark.tensorflow_only
 def test_checkpoint_refuses_a_non_finite_state(tmp_path):
     """Losses can stay finite while an overflowing gradient made a weight NaN: such a state is
     never written, so it cannot rotate a good checkpoint out."""
@@ -504,3 +505,19 @@ def test_checkpoint_refuses_a_non_finite_state(tmp_path):
         checkpoints.save_checkpoint(tmp_path, 2, model, keep=1)
     assert checkpoints.list_checkpoints(tmp_path) == [(1, first)]
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no temp file left
+
+    # In a run, the callback stops at that step on every worker (only the chief writes).
+    from keras_l2mgan.training.callbacks import RunCallback
+
+    for write in (True, False):
+        run_dir = tmp_path / f"run-{write}"
+        callback = RunCallback(run_dir, start_step=4, total_steps=10, batch_size=4,
+                               checkpoint_every=1, sample_every=1, sample_batch={},
+                               write=write)
+        callback.set_model(model)
+        callback.on_train_begin()
+        model.stop_training = False
+        callback.on_train_batch_end(0, {"d_loss": 1.0, "g_loss": 2.0})
+        assert (callback.failed_step, model.stop_training) == (5, True)
+        assert callback.failure == f"non-finite weights ({weight.path} holds NaN or inf)"
+        assert not run_dir.exists()

@@ -90,7 +90,8 @@ class RunCallback(keras.callbacks.Callback):
             try:
                 self.write_checkpoint()
             except checkpoints.NonFiniteStateError as error:
-                self.failed_step, self.failure = self.step, str(error)
+                self.failed_step = self.step
+                self.failure = f"non-finite weights ({error.variable_path} holds NaN or inf)"
                 self.model.stop_training = True
                 return
         if self.write and (self.step % self.sample_every == 0 or self.step == self.total_steps):

@@ -5,7 +5,8 @@ optimizer variable (Adam moments of both optimizers, the EMA of G and E, loss sc
 JSON header (step, config with domain names, variable paths). It is written to a temp file,
 fsynced and renamed, so a run killed at any moment (SIGKILL included) leaves either the old
 set of checkpoints or the old set plus the new one, never a half-written file under a final
-name. Backend-neutral: arrays in Keras' variable order, so any backend can read it.
+name. A state holding NaN or inf is refused (NonFiniteStateError) and never replaces a good
+checkpoint. Backend-neutral: arrays in Keras' variable order, so any backend can read it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ PATTERN = re.compile(r"^ckpt-(\d{8})\.npz$")
 
 class NonFiniteStateError(ValueError):
     """The state to checkpoint holds NaN or inf: writing it would replace a good checkpoint."""
+
+    def __init__(self, variable_path: str, step: int):
+        super().__init__(f"{variable_path} holds NaN or inf at step {step}")
+        self.variable_path = variable_path
 
 
 def _to_numpy(variable) -> np.ndarray:
@@ -49,7 +54,6 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
                     keep: int = 3) -> Path:
     """Write the model and optimizer state at `step`; keep the newest `keep` checkpoints."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     model_vars, opt_vars = model.variables, model.optimizer.variables
     header = {
         "step": int(step),
@@ -62,6 +66,7 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
     arrays.update({f"model/{i:05d}": _to_numpy(v) for i, v in enumerate(model_vars)})
     arrays.update({f"optimizer/{i:05d}": _to_numpy(v) for i, v in enumerate(opt_vars)})
     _require_finite(step, [*model_vars, *opt_vars], list(arrays.values())[1:])
+    directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     try:
@@ -83,7 +88,7 @@ def _require_finite(step: int, variables, values) -> None:
     # into NaN/inf; such a state must never rotate a good checkpoint out.
     for variable, value in zip(variables, values, strict=True):
         if value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise NonFiniteStateError(f"{variable.path} holds NaN or inf at step {step}")
+            raise NonFiniteStateError(variable.path, step)
 
 
 def check_finite(step: int, model) -> None:
