@@ -2,7 +2,9 @@
 
     run_dir = train(TrainOptions(preset="tiny_32", steps=200, run_dir="runs/x"))
 
-The Keras backend must be chosen before this module is imported (the CLI does it).
+The Keras backend must be chosen before this module is imported (the CLI does it). With
+multi_worker=True (TensorFlow, TF_CONFIG set) every worker runs train() with the same options;
+the chief (worker 0) alone writes the run directory.
 RUN_DIR/
   training_options.json   every option, the model config and the domain names
   checkpoints/ckpt-*.npz  full training state, last K kept (see checkpoints.py)
