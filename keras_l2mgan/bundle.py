@@ -7,10 +7,9 @@ EMA weights). Any backend writes it and any backend reads it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
+from keras_l2mgan.atomic import atomic_directory
 from keras_l2mgan.config import L2MConfig
 
 CONFIG_FILE = "config.json"
@@ -19,24 +18,10 @@ WEIGHTS_FILE = "model.weights.h5"
 
 def save_bundle(model, directory: str | Path) -> Path:
     """Write model (an L2MGAN) to `directory` atomically: a temp dir, then a rename."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         model.config.save(tmp / CONFIG_FILE)
         model.save_weights(str(tmp / WEIGHTS_FILE))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return Path(directory)
 
 
 def load_bundle(directory: str | Path):

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from keras_l2mgan.atomic import atomic_directory
 from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
 
 SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "classify", "metadata")
@@ -212,18 +211,10 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
 
     model = load_model_for_export(bundle_dir, compute_dtype)
     module, signatures = build_module(model, compute_dtype)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # TF Serving only loads numeric dirs, so a dot-named temp dir is invisible until the rename.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # TF Serving only loads numeric dirs, so the dot-named temp dir is invisible until the rename.
+    with atomic_directory(target) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         write_warmup_requests(tmp, name, model.config.img_size)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_warmup_requests(version_dir: str | Path, name: str, img_size: int,

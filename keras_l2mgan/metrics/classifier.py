@@ -11,13 +11,12 @@ size, training settings and the accuracy on the synthetic test split).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from keras_l2mgan.atomic import atomic_directory
 from keras_l2mgan.data.synthetic_faces import renderer
 from keras_l2mgan.metrics import synthetic
 
@@ -79,20 +78,11 @@ class AttributeClassifier:
 
     def save(self, directory: str | Path) -> Path:
         """Write the model and info to `directory` atomically (temp dir, then rename)."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as tmp:
             self._without_optimizer().save(tmp / MODEL_FILE)
             info = {**self.info, "attrs": self.attrs, "img_size": self.img_size}
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-            if directory.exists():
-                shutil.rmtree(directory)
-            tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        return Path(directory)
 
     def _without_optimizer(self):
         """A copy with the same weights and no optimizer state (a third of the file size)."""
