@@ -68,10 +68,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def haar_available() -> bool:
     """The optional face detector: OpenCV's bundled Haar cascade (opencv-python-headless)."""
     try:
-        import cv2  # noqa: F401
+        import cv2
     except ImportError:
         return False
-    return True
+    # OpenCV 5 dropped CascadeClassifier from the main package; the `faces` extra pins 4.x.
+    return hasattr(cv2, "CascadeClassifier")
 
 
 def face_box(image: Image.Image, detector: str = "center") -> Box:
@@ -86,7 +87,7 @@ def face_box(image: Image.Image, detector: str = "center") -> Box:
     if detector != "haar":
         raise ValueError(f"unknown face detector {detector!r}; use 'center' or 'haar'")
     if not haar_available():
-        raise ValueError("the haar detector needs OpenCV: pip install opencv-python-headless")
+        raise ValueError("the haar detector needs OpenCV 4: pip install 'keras-l2mgan[faces]'")
     import cv2
 
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades
