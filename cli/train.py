@@ -53,6 +53,9 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
               default="cosine", show_default=True, help="Form of the orthogonality loss.")
 @click.option("--diversity-weight", type=float, default=0.0, show_default=True,
               help="Weight of the optional diversity-sensitive loss (off by default).")
+@click.option("--detach-style-target/--no-detach-style-target", default=False, show_default=True,
+              help="Stop the gradient into the target code of the style reconstruction loss "
+                   "(experimental: guards against E shrinking every style code).")
 @click.pass_context
 def train(ctx: click.Context, **kwargs) -> None:
     """Train L2M-GAN (defaults: synthetic faces, smiling, small_64, 300 steps)."""
@@ -64,9 +67,11 @@ def train(ctx: click.Context, **kwargs) -> None:
     explicit = {name for name in kwargs
                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     weights = {"orthogonality_form": kwargs.pop("orthogonality"),
-               "diversity": kwargs.pop("diversity_weight")}
-    if explicit & {"orthogonality", "diversity_weight"}:
-        explicit = (explicit - {"orthogonality", "diversity_weight"}) | {"loss_weights"}
+               "diversity": kwargs.pop("diversity_weight"),
+               "detach_style_target": kwargs.pop("detach_style_target")}
+    weight_options = {"orthogonality", "diversity_weight", "detach_style_target"}
+    if explicit & weight_options:
+        explicit = (explicit - weight_options) | {"loss_weights"}
     options = TrainOptions(backend=keras.backend.backend(), loss_weights=weights, **kwargs)
     summary = run_training(options, explicit)
     summary.pop("history", None)

@@ -42,6 +42,9 @@ class LossWeights:
     orthogonality: float = 1.0
     diversity: float = 0.0
     orthogonality_form: str = "cosine"
+    # Without StarGAN v2's mapping network both sides of the style reconstruction loss come from
+    # E, so E can lower it by shrinking every code. True stops the gradient into the target s~.
+    detach_style_target: bool = False
 
     def __post_init__(self) -> None:
         if self.orthogonality_form not in ORTHOGONALITY_FORMS:
@@ -51,7 +54,9 @@ class LossWeights:
             )
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name != "orthogonality_form" and (value < 0 or value != value):
+            if isinstance(value, (str, bool)):
+                continue
+            if value < 0 or value != value:
                 raise ValueError(f"loss weight {field.name} must be >= 0, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +130,8 @@ def generator_loss(model, x, source, target, weights: LossWeights):
     s, s_un, s_re, s_tilde_re, s_tilde = edited_style(encoder, x, source, target)
     x_fake = generator(x, s_tilde)
     loss_adv = adversarial_loss(model.discriminator(x_fake, target), 1)
-    loss_style = l1_loss(encoder.encode(x_fake, target), s_tilde)
+    style_target = ops.stop_gradient(s_tilde) if weights.detach_style_target else s_tilde
+    loss_style = l1_loss(encoder.encode(x_fake, target), style_target)
     loss_cycle = l1_loss(generator(x_fake, s), x)
     loss_ortho = (orthogonality_loss(s_un, s_re, weights.orthogonality_form)
                   + orthogonality_loss(s_un, s_tilde_re, weights.orthogonality_form))

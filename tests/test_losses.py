@@ -61,3 +61,30 @@ def test_loss_weights_validate():
         LossWeights(orthogonality_form="dot")
     with pytest.raises(ValueError, match="r1"):
         LossWeights(r1=-1.0)
+
+
+@pytest.mark.tensorflow_only  # takes gradients with tf.GradientTape
+def test_detached_style_target_changes_gradients_not_the_loss():
+    """Detaching s~ removes the target side's gradient path (into E's heads, decomposer and
+    transformer) but leaves the loss value as it is."""
+    import tensorflow as tf
+
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.losses import LossWeights, generator_loss
+    from keras_l2mgan.model import L2MGAN
+
+    model = L2MGAN(get_preset("tiny_32"))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    source, target = np.array([0, 1]), np.array([1, 0])
+    variables = model.style_encoder.transformers[1].trainable_variables
+    results = []
+    for detach in (False, True):
+        weights = LossWeights(adversarial=0, cycle=0, orthogonality=0, detach_style_target=detach)
+        assert LossWeights.from_dict(weights.to_dict()) == weights
+        with tf.GradientTape() as tape:
+            loss, _ = generator_loss(model, x, source, target, weights)
+        grads = tape.gradient(loss, variables)
+        results.append((float(loss), np.concatenate([g.numpy().ravel() for g in grads])))
+    (loss_through, grad_through), (loss_detached, grad_detached) = results
+    assert loss_through == pytest.approx(loss_detached, rel=1e-6)
+    assert np.abs(grad_through - grad_detached).max() > 1e-6
