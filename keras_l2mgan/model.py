@@ -15,6 +15,7 @@ from keras import ops
 from keras_l2mgan.config import L2MConfig, get_preset
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
 from keras_l2mgan.networks import Discriminator, Generator, StyleEncoder
+from keras_l2mgan.networks.common import check_labels
 
 
 def _as_column(alpha, dtype):
@@ -71,8 +72,6 @@ class L2MGAN(keras.Model):
         return edit(self.generator, self.style_encoder, x, source, target, alpha, masks)
 
     def _labels(self, labels, batch, argument):
-        from keras_l2mgan.networks.common import check_labels
-
         check_labels(labels, self.config.num_domains, argument)
         labels = ops.convert_to_tensor(labels, dtype="int32")
         if len(labels.shape) == 0 and batch is not None:

@@ -13,10 +13,10 @@ import importlib
 
 def get_trainer(backend: str):
     """The ``train_step(model, *args)`` function of a Keras backend."""
-    modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-    if backend not in modules:
-        raise ValueError(f"no L2M-GAN trainer for backend {backend!r}; use one of {list(modules)}")
-    return importlib.import_module(f"keras_l2mgan.trainers.{modules[backend]}").train_step
+    backends = ("tensorflow", "jax", "torch")  # each has a module of the same name here
+    if backend not in backends:
+        raise ValueError(f"no L2M-GAN trainer for backend {backend!r}; use one of {backends}")
+    return importlib.import_module(f"keras_l2mgan.trainers.{backend}").train_step
 
 
 def extra_logs(optimizers) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+from keras_l2mgan.trainers import extra_logs
 
 
 def _r1(discriminator):
@@ -52,8 +53,6 @@ def train_step(model, data):
         g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights)
         scaled = g_opt.scale_loss(g_loss * per_replica)
     g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
-
-    from keras_l2mgan.trainers import extra_logs
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
     if in_multi_worker_mode(strategy):

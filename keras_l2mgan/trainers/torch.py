@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+from keras_l2mgan.trainers import extra_logs
 
 
 def _r1(discriminator):
@@ -42,8 +43,6 @@ def train_step(model, data):
 
     g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights)
     _apply(g_opt, g_opt.scale_loss(g_loss), optimizers.g_variables)
-
-    from keras_l2mgan.trainers import extra_logs
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
     return {k: v.detach() if hasattr(v, "detach") else v for k, v in logs.items()}
