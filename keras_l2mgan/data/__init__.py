@@ -1,18 +1,19 @@
 """Datasets: synthetic faces (the offline default), CelebA, CelebA-HQ, folders; one pipeline.
 
-Importing this package registers the TFDS builder `synthetic_faces` (tensorflow_datasets is
-imported, TensorFlow and Keras are not). The pipeline (``build_dataset``) loads TensorFlow on
-first use, so pick the Keras backend before calling it.
+Importing this package imports nothing heavy: the synthetic-faces renderer needs numpy and
+PIL only, so it also runs where TensorFlow is not installed (the GPU training script). The TFDS
+builder `synthetic_faces` registers itself when first named here (``SyntheticFaces``,
+``synthetic_config``) or when the pipeline (``build_dataset``) loads; the pipeline loads
+TensorFlow, so pick the Keras backend before calling it.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from keras_l2mgan.data.synthetic_faces import builder as _builder  # noqa: F401  (registers)
-from keras_l2mgan.data.synthetic_faces.builder import SyntheticFaces, synthetic_config
-
 _LAZY = {
+    "SyntheticFaces": "keras_l2mgan.data.synthetic_faces.builder",
+    "synthetic_config": "keras_l2mgan.data.synthetic_faces.builder",
     "build_dataset": "keras_l2mgan.data.pipeline",
     "DatasetInfo": "keras_l2mgan.data.pipeline",
     "to_numpy_iterator": "keras_l2mgan.data.pipeline",
@@ -20,7 +21,7 @@ _LAZY = {
     "domain_names": "keras_l2mgan.data.domains",
 }
 
-__all__ = ["SyntheticFaces", "synthetic_config", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_l2mgan.data.synthetic_faces import builder, renderer
+from keras_l2mgan.data.synthetic_faces import renderer
 
 
 def split_params(split: str = "test", num: int | None = None, seed: int = 0) -> np.ndarray:
@@ -17,11 +17,11 @@ def split_params(split: str = "test", num: int | None = None, seed: int = 0) -> 
     if split not in ("train", "test"):
         raise ValueError(f"synthetic faces have splits 'train' and 'test', got {split!r}")
     if num is None:
-        num = builder.DEFAULT_NUM_TRAIN if split == "train" else builder.DEFAULT_NUM_TEST
+        num = renderer.DEFAULT_NUM_TRAIN if split == "train" else renderer.DEFAULT_NUM_TEST
     if num < 1:
         raise ValueError(f"the number of synthetic faces must be >= 1, got {num}")
-    attributes = builder.balanced_attributes(num, seed, split)
-    return np.stack([builder.example_params(seed, split, i, attributes[i]) for i in range(num)])
+    attributes = renderer.balanced_attributes(num, seed, split)
+    return np.stack([renderer.example_params(seed, split, i, attributes[i]) for i in range(num)])
 
 
 def render(params: np.ndarray, img_size: int) -> np.ndarray:

@@ -23,10 +23,13 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from keras_l2mgan.data.synthetic_faces import renderer as faces
+from keras_l2mgan.data.synthetic_faces.renderer import (  # noqa: F401  (re-exported)
+    DEFAULT_NUM_TEST,
+    DEFAULT_NUM_TRAIN,
+    balanced_attributes,
+    example_params,
+)
 
-DEFAULT_NUM_TRAIN = 20_000
-DEFAULT_NUM_TEST = 2_000
-_SPLIT_IDS = {"train": 0, "test": 1}
 _CHUNK = 500
 _PARALLEL_FROM = 2_000  # below this, worker start-up costs more than it saves
 
@@ -64,22 +67,6 @@ def synthetic_config(
         num_test=num_test,
         seed=seed,
     )
-
-
-def balanced_attributes(num: int, seed: int, split: str) -> np.ndarray:
-    """0/1 (num, len(ATTRIBUTES)): every combination of attributes equally often (up to the
-    remainder), so each attribute is balanced and independent of the others."""
-    combos = 2 ** len(faces.ATTRIBUTES)
-    rng = np.random.default_rng([seed, _SPLIT_IDS[split], 7919])
-    codes = rng.permutation(np.arange(num) % combos)
-    bits = (codes[:, None] >> np.arange(len(faces.ATTRIBUTES))[None, :]) & 1
-    return bits.astype(np.float32)
-
-
-def example_params(seed: int, split: str, index: int, attributes: np.ndarray) -> np.ndarray:
-    """Parameters of example `index`, from its own random stream: any chunking, same faces."""
-    rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-    return faces.sample_params(rng, attributes=attributes[None])
 
 
 def _encode_chunk(job: tuple[int, str, int, np.ndarray, int]) -> list[tuple[np.ndarray, bytes]]:

@@ -103,6 +103,27 @@ def sample_params(
     return out[0] if num is None else out
 
 
+SPLIT_IDS = {"train": 0, "test": 1}  # each split draws from its own streams
+DEFAULT_NUM_TRAIN = 20_000
+DEFAULT_NUM_TEST = 2_000
+
+
+def balanced_attributes(num: int, seed: int, split: str) -> np.ndarray:
+    """0/1 (num, len(ATTRIBUTES)): every combination of attributes equally often (up to the
+    remainder), so each attribute is balanced and independent of the others."""
+    combos = 2 ** len(ATTRIBUTES)
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], 7919])
+    codes = rng.permutation(np.arange(num) % combos)
+    bits = (codes[:, None] >> np.arange(len(ATTRIBUTES))[None, :]) & 1
+    return bits.astype(np.float32)
+
+
+def example_params(seed: int, split: str, index: int, attributes: np.ndarray) -> np.ndarray:
+    """Parameters of example `index`, from its own random stream: any chunking, same faces."""
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
+    return sample_params(rng, attributes=attributes[None])
+
+
 def flip(params: np.ndarray, attr: str) -> np.ndarray:
     """The same face with one attribute negated (its ground-truth edit)."""
     out = np.array(params, np.float32, copy=True)
