@@ -125,7 +125,8 @@ def edit(images: tuple[str, ...], to: str, alpha: str, sweep: str | None, output
     photos = [load_photo(path) for path in inputs]  # every read error before any work
     sweeping = len(alphas) > 1
     destinations = output_paths(inputs, "+".join(request), sweeping, output)
-    editor = open_editor(model, server)
+    editor = open_editor(model, server, request)
+    click.echo(f"model: {editor.description} (domains: {', '.join(editor.domain_names)})")
 
     size = editor.img_size
     boxes = [face_box(photo, detector) for photo in photos]

@@ -53,9 +53,9 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
               default="cosine", show_default=True, help="Form of the orthogonality loss.")
 @click.option("--diversity-weight", type=float, default=0.0, show_default=True,
               help="Weight of the optional diversity-sensitive loss (off by default).")
-@click.option("--detach-style-target/--no-detach-style-target", default=False, show_default=True,
+@click.option("--detach-style-target/--no-detach-style-target", default=True, show_default=True,
               help="Stop the gradient into the target code of the style reconstruction loss "
-                   "(experimental: guards against E shrinking every style code).")
+                   "(guards against E shrinking every style code; see README).")
 @click.pass_context
 def train(ctx: click.Context, **kwargs) -> None:
     """Train L2M-GAN (defaults: synthetic faces, smiling, small_64, 300 steps)."""

@@ -24,6 +24,7 @@ class KerasEditor:
         from keras_l2mgan.bundle import load_bundle
 
         self.model = load_bundle(bundle_dir)
+        self.description = f"bundle {bundle_dir}"
         self.img_size = self.model.config.img_size
         self.domain_names = list(self.model.config.names)
 
@@ -49,6 +50,7 @@ class SavedModelEditor:
         import tensorflow as tf
 
         self.loaded = tf.saved_model.load(str(version_dir))
+        self.description = f"SavedModel {version_dir}"
         metadata = self.loaded.signatures["metadata"]()
         self.img_size = int(metadata["img_size"].numpy())
         self.domain_names = [n.decode() for n in metadata["domain_names"].numpy()]
@@ -80,6 +82,7 @@ class ServerEditor:
 
         self.client = ServingClient(address, timeout_s=timeout_s)
         self.name = model_name
+        self.description = f"model {model_name!r} served at {address}"
         try:
             info = self.client.model_info(model_name)
         except grpc.RpcError as error:
@@ -95,15 +98,16 @@ class ServerEditor:
         return self.client.classify(self.name, images)
 
 
-def open_editor(model: str | None, server: str | None = None):
+def open_editor(model: str | None, server: str | None = None,
+                request: list[str] | None = None):
     """--model / --server -> an editor. --model is a served model's name with --server; else a
     saved_models/NAME dir (latest version), a version dir, a run dir or a bundle dir; without
-    it, the only model under ./saved_models."""
+    it, the model under saved_models that fits the --to request (see `default_model`)."""
     if server:
         if not model:
             raise ValueError("with --server, pass --model NAME (the model name the server serves)")
         return ServerEditor(server, model)
-    path = Path(model) if model else _default_model()
+    path = Path(model) if model else default_model(request)
     if not path.exists():
         raise FileNotFoundError(f"model {path} does not exist; pass --model saved_models/NAME, "
                                 "a run dir or a bundle dir")
@@ -117,16 +121,55 @@ def open_editor(model: str | None, server: str | None = None):
     return KerasEditor(resolve_bundle_dir(path))
 
 
-def _default_model() -> Path:
-    names = sorted(p.name for p in DEFAULT_MODELS_DIR.iterdir()
-                   if p.is_dir() and version_dirs(p)) if DEFAULT_MODELS_DIR.is_dir() else []
+def models_dir() -> Path:
+    """./saved_models if there is one, else the one shipped beside the package (the demo
+    models of a source checkout or editable install), so `l2m edit` works from any folder."""
+    if DEFAULT_MODELS_DIR.is_dir():
+        return DEFAULT_MODELS_DIR
+    return Path(__file__).resolve().parents[1] / "saved_models"
+
+
+def _saved_domain_names(model_dir: Path) -> list[str] | None:
+    """Domain names of the latest version, from the config export writes into assets.extra."""
+    versions = version_dirs(model_dir)
+    path = versions[max(versions)] / "assets.extra" / "config.json"
+    if not path.is_file():
+        return None
+    from keras_l2mgan.config import L2MConfig
+
+    return list(L2MConfig.load(path).names)
+
+
+def _fits(domain_names: list[str], request: list[str]) -> bool:
+    """Whether `target_domain` can serve the request on a model with these domains."""
+    if "+".join(request) in domain_names:
+        return True
+    table = attribute_table(domain_names)
+    return table is not None and all(set(_attributes(item)) <= set(table[0]) for item in request)
+
+
+def default_model(request: list[str] | None = None) -> Path:
+    """The model to use without --model: the only one under `models_dir()`, or else the one
+    with the fewest domains that has every attribute of the --to request (so `--to smiling`
+    takes the smiling model, `--to smiling,male` the smiling+male one)."""
+    base = models_dir()
+    names = sorted(p.name for p in base.iterdir()
+                   if p.is_dir() and version_dirs(p)) if base.is_dir() else []
     if len(names) == 1:
-        return DEFAULT_MODELS_DIR / names[0]
+        return base / names[0]
     if not names:
         raise FileNotFoundError("no --model given and no exported model under ./saved_models; "
                                 "pass --model RUN_DIR or run `l2m export RUN_DIR --name NAME`")
-    raise ValueError(f"several models under ./saved_models ({', '.join(names)}); "
-                     "pick one with --model saved_models/NAME")
+    fitting = []
+    for name in names:
+        domains = _saved_domain_names(base / name)
+        if request and domains is not None and _fits(domains, request):
+            fitting.append((len(domains), name))
+    if fitting:
+        return base / min(fitting)[1]
+    raise ValueError(f"several models under {base} ({', '.join(names)}) and none has every "
+                     f"attribute of --to {','.join(request or [])}; pick one with "
+                     "--model saved_models/NAME")
 
 
 # Attribute requests -> domains. Domain names like "smiling" / "not_smiling" (one attribute) or

@@ -215,6 +215,9 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
     with atomic_directory(target) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         write_warmup_requests(tmp, name, model.config.img_size)
+        # The same config as the metadata signature, readable without loading TensorFlow
+        # (`l2m edit` picks a default model by its domains). TF Serving ignores assets.extra.
+        model.config.save(tmp / "assets.extra" / CONFIG_FILE)
 
 
 def write_warmup_requests(version_dir: str | Path, name: str, img_size: int,

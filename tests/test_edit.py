@@ -135,3 +135,30 @@ def test_edit_through_an_exported_saved_model(run_dir, tmp_path, monkeypatch):
     local = KerasEditor(run_dir / "model").edit(crops, *labels)
     exported = SavedModelEditor(tmp_path / "saved_models" / "faces" / "1").edit(crops, *labels)
     assert np.abs(local.astype(int) - exported.astype(int)).max() <= 1
+
+
+@pytest.mark.tensorflow_only
+def test_default_model_is_the_one_whose_domains_fit_the_request(run_dir, tmp_path, monkeypatch):
+    from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.editors import default_model
+    from keras_l2mgan.export import export_saved_model
+    from keras_l2mgan.model import L2MGAN
+
+    smiling = tmp_path / "smiling_run" / "model"
+    save_bundle(L2MGAN(get_preset("tiny_32", domain_names=("not_smiling", "smiling"))), smiling)
+    base = tmp_path / "saved_models"
+    export_saved_model(smiling, "a_smiling", output_dir=base)
+    export_saved_model(run_dir, "b_smiling_male", output_dir=base)
+    monkeypatch.chdir(tmp_path)
+    # Fewest domains first: --to smiling fits both, the one-attribute model wins.
+    assert default_model(["smiling"]).name == "a_smiling"
+    assert default_model(["not_smiling"]).name == "a_smiling"
+    assert default_model(["male"]).name == "b_smiling_male"
+    assert default_model(["smiling", "not_male"]).name == "b_smiling_male"
+    with pytest.raises(ValueError, match="none has every attribute of --to eyeglasses"):
+        default_model(["eyeglasses"])
+    photo = _photo(tmp_path / "p.png", (40, 30))
+    result = _edit(photo, "--to", "male", "--from", "smiling+not_male", "--crop-only")
+    assert result.exit_code == 0, result.output
+    assert "saved_models/b_smiling_male/1" in result.output

@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="/tmp/l2m_faces")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", help="bundle to start from (fresh optimizer state)")
     parser.add_argument("--out", help="run directory (required unless --prepare-only)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="render the face caches and exit (before starting parallel runs)")
@@ -172,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     weights = LossWeights(detach_style_target=args.detach_style_target)
     model.compile(learning_rate=args.lr, ema_decay=args.ema_decay, seed=args.seed,
                   loss_weights=weights)
+    if args.init_from:
+        model.load_weights(str(Path(args.init_from) / "model.weights.h5"))
+        for raw, average in model.optimizer.ema_pairs():  # the EMA starts at the loaded weights
+            average.assign(keras.ops.convert_to_numpy(raw))  # a copy: JAX donates buffers
     classifier = AttributeClassifier.load(CLASSIFIER_DIR)
     options = {k: v for k, v in vars(args).items()}
     options.update(backend=keras.backend.backend(), config=config.to_dict())
