@@ -34,10 +34,19 @@ SCRIPTS = {
     "data": ("bench_data.py", [[]], [[]]),
     "train": ("bench_train.py", [
         # small_64: every backend, float32 and bfloat16, XLA on and off (torch: eager only).
-        ["--presets", "small_64", "--steps", "5"],
-        # Official widths: TensorFlow only (minutes per step on a small CPU).
-        ["--backends", "tensorflow", "--presets", "official_64,celeba_hq_256",
-         "--precisions", "float32,mixed_bfloat16", "--jit", "on", "--steps", "2"],
+        ["--presets", "small_64", "--steps", "3"],
+        # Official widths, batch 8 (tens of seconds per step here): TensorFlow in both
+        # precisions with XLA on and off, JAX and torch in float32.
+        ["--backends", "tensorflow", "--presets", "official_64",
+         "--precisions", "float32,mixed_bfloat16", "--jit", "on,off", "--steps", "2"],
+        ["--backends", "jax,torch", "--presets", "official_64", "--precisions", "float32",
+         "--jit", "on,off", "--steps", "2"],
+        ["--backends", "tensorflow", "--presets", "celeba_hq_256",
+         "--precisions", "float32,mixed_bfloat16", "--jit", "off", "--steps", "1"],
+        ["--backends", "tensorflow,jax", "--presets", "celeba_hq_256", "--precisions", "float32",
+         "--jit", "on", "--steps", "1"],
+        ["--backends", "torch", "--presets", "celeba_hq_256", "--precisions", "float32",
+         "--jit", "off", "--steps", "1"],
     ], [["--backends", "tensorflow,jax,torch", "--presets", "small_64",
          "--precisions", "float32", "--jit", "on,off", "--steps", "2"]]),
     "edit": ("bench_edit.py", [[]], [["--batches", "1", "--repeats", "1"]]),
