@@ -51,7 +51,9 @@ def render_split(split: str, num: int, img_size: int, workers: int
     return images, params
 
 
-def cached_faces(cache: Path, split: str, num: int, img_size: int, workers: int):
+def cached_faces(cache: Path, split: str, num: int, img_size: int, workers: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """render_split, cached as an .npz (written to a temp file, then renamed)."""
     path = cache / f"{split}_{num}_{img_size}px.npz"
     if path.is_file():
         stored = np.load(path)
