@@ -126,7 +126,6 @@ def edit(images: tuple[str, ...], to: str, alpha: str, sweep: str | None, output
     sweeping = len(alphas) > 1
     destinations = output_paths(inputs, "+".join(request), sweeping, output)
     editor = open_editor(model, server, request)
-    click.echo(f"model: {editor.description} (domains: {', '.join(editor.domain_names)})")
 
     size = editor.img_size
     boxes = [face_box(photo, detector) for photo in photos]
@@ -138,6 +137,8 @@ def edit(images: tuple[str, ...], to: str, alpha: str, sweep: str | None, output
                                   for i in range(0, len(crops), batch_size)]).astype(np.int32)
     targets = np.array([target_domain(editor.domain_names, int(s), request) for s in sources],
                        np.int32)
+    # After every check on the request: a bad --to still gives a single line.
+    click.echo(f"model: {editor.description} (domains: {', '.join(editor.domain_names)})")
 
     # One job per (photo, alpha), run in batches.
     jobs = [(i, a) for i in range(len(photos)) for a in alphas]
