@@ -12,19 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_l2mgan.bundle import CONFIG_FILE
 from keras_l2mgan.export import version_dirs
 
 DEFAULT_MODELS_DIR = Path("saved_models")
 
 
 class KerasEditor:
-    """A bundle (or run dir) on the current Keras backend."""
+    """A bundle dir, or an L2MGAN already in memory, on the current Keras backend."""
 
-    def __init__(self, bundle_dir: str | Path):
+    def __init__(self, source):
         from keras_l2mgan.bundle import load_bundle
 
-        self.model = load_bundle(bundle_dir)
-        self.description = f"bundle {bundle_dir}"
+        if isinstance(source, (str, Path)):
+            self.model, self.description = load_bundle(source), f"bundle {source}"
+        else:
+            self.model, self.description = source, "in-memory model"
         self.img_size = self.model.config.img_size
         self.domain_names = list(self.model.config.names)
 
@@ -132,7 +135,7 @@ def models_dir() -> Path:
 def _saved_domain_names(model_dir: Path) -> list[str] | None:
     """Domain names of the latest version, from the config export writes into assets.extra."""
     versions = version_dirs(model_dir)
-    path = versions[max(versions)] / "assets.extra" / "config.json"
+    path = versions[max(versions)] / "assets.extra" / CONFIG_FILE
     if not path.is_file():
         return None
     from keras_l2mgan.config import L2MConfig

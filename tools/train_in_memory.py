@@ -93,22 +93,20 @@ class BalancedBatches:
 
 def edit_score(model, classifier, images, params, attrs) -> dict[str, float]:
     """Classifier accuracy of the target attributes of alpha-1 edits to every other domain."""
-    from keras import ops
-
     from keras_l2mgan.data import domains
+    from keras_l2mgan.editors import KerasEditor
     from keras_l2mgan.metrics import synthetic
 
-    values = synthetic.attribute_values(params, attrs)
-    source = domains.labels_from_attributes(values)
+    editor = KerasEditor(model)  # uint8 in and out, as `l2m eval` edits
+    source = domains.labels_from_attributes(synthetic.attribute_values(params, attrs))
     num_domains = 2 ** len(attrs)
     column = [classifier.attrs.index(a) for a in attrs]
-    x = images.astype(np.float32) / 127.5 - 1.0
+    alpha = np.ones(len(images), np.float32)
     scores = {}
     for shift in range(1, num_domains):
         target = (source + shift) % num_domains
-        edited = ops.convert_to_numpy(model.edit(x, source, target))
-        uint8 = np.clip((edited + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-        predicted = classifier.probabilities(uint8)[:, column] >= 0.5
+        edited = editor.edit(images, source, target, alpha)
+        predicted = classifier.probabilities(edited)[:, column] >= 0.5
         wanted = np.array([domains.label_bits(int(t), len(attrs)) for t in target]) > 0
         scores[f"shift{shift}_all_attrs"] = float((predicted == wanted).all(axis=1).mean())
         for i, a in enumerate(attrs):
@@ -180,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         for raw, average in model.optimizer.ema_pairs():  # the EMA starts at the loaded weights
             average.assign(keras.ops.convert_to_numpy(raw))  # a copy: JAX donates buffers
     classifier = AttributeClassifier.load(CLASSIFIER_DIR)
-    options = {k: v for k, v in vars(args).items()}
+    options = dict(vars(args))
     options.update(backend=keras.backend.backend(), config=config.to_dict())
     (out / "options.json").write_text(json.dumps(options, indent=2) + "\n")
     history: list[dict] = []
