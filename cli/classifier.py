@@ -34,14 +34,21 @@ def classifier() -> None:
 def train(attrs: str | None, img_size: int, steps: int, batch_size: int, lr: float,
           num_train: int | None, num_test: int | None, seed: int, output: str | None) -> None:
     """Train the classifier on the synthetic train split; report test-split accuracy."""
+    from keras_l2mgan.atomic import check_replaceable
     from keras_l2mgan.data.synthetic_faces import renderer
-    from keras_l2mgan.metrics.classifier import train_classifier
+    from keras_l2mgan.metrics.classifier import (
+        CLASSIFIER_FILES,
+        CLASSIFIER_KIND,
+        train_classifier,
+    )
 
     names = [a for a in attrs.split(",") if a.strip()] if attrs else None
     if names is not None:
         for name in names:
             renderer.attribute_index(name)  # fails early, naming the valid attributes
     output = output or DEFAULT_DIR.format(img_size=img_size)
+    # Before minutes of training: -o must be new, empty or a classifier dir (never a home dir).
+    check_replaceable(output, CLASSIFIER_KIND, CLASSIFIER_FILES)
     model = train_classifier(names, img_size, steps, batch_size, lr, num_train, num_test, seed,
                              log=click.echo)
     model.save(output)

@@ -14,11 +14,12 @@ from keras_l2mgan.config import L2MConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
+BUNDLE_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 
 
 def save_bundle(model, directory: str | Path) -> Path:
     """Write model (an L2MGAN) to `directory` atomically: a temp dir, then a rename."""
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, "model bundle", BUNDLE_FILES) as tmp:
         model.config.save(tmp / CONFIG_FILE)
         model.save_weights(str(tmp / WEIGHTS_FILE))
     return Path(directory)

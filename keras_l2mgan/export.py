@@ -27,12 +27,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from keras_l2mgan.atomic import atomic_directory
+from keras_l2mgan.atomic import atomic_directory, check_replaceable
 from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
 
 SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "classify", "metadata")
 WARMUP_FILE = "tf_serving_warmup_requests"
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# What tf.saved_model.save and this module write into a version dir: `--overwrite` replaces a
+# version dir only when it holds nothing else.
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra")
+SAVED_MODEL_KIND = "SavedModel version directory"
 
 
 def resolve_bundle_dir(path: str | Path) -> Path:
@@ -79,6 +83,7 @@ def export_saved_model(source: str | Path, name: str, version: int | None = None
     target = model_dir / str(version)
     if target.exists() and not overwrite:
         raise ValueError(f"{target} already exists; pick another --version or pass --overwrite")
+    check_replaceable(target, SAVED_MODEL_KIND, SAVED_MODEL_FILES)
 
     import keras
 
@@ -212,7 +217,7 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
     model = load_model_for_export(bundle_dir, compute_dtype)
     module, signatures = build_module(model, compute_dtype)
     # TF Serving only loads numeric dirs, so the dot-named temp dir is invisible until the rename.
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, SAVED_MODEL_KIND, SAVED_MODEL_FILES) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         write_warmup_requests(tmp, name, model.config.img_size)
         # The same config as the metadata signature, readable without loading TensorFlow

@@ -227,3 +227,43 @@ def test_l2m_edit_through_the_server(served, tmp_path):
                                        "--alpha", "0,1"])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "photo_not_smiling_strip.png").size == (140, 45)
+
+
+def test_batching_never_splices_one_clients_rows_into_anothers(served):
+    """The splice attack: A1 (1 image, 2 labels), an honest V, A2 (2 images, 1 label), sent at
+    once so they share a batch. Each inconsistent request is refused before it is batched; V
+    gets the edit of its own photo."""
+    import tensorflow as tf
+
+    client, base, process = served
+    honest = _edit_inputs(1, seed=11)
+    attack_1 = {**_edit_inputs(2, seed=12), "images": _edit_inputs(1, seed=13)["images"]}
+    attack_2 = {**_edit_inputs(1, seed=14), "images": _edit_inputs(2, seed=15)["images"]}
+    order = [attack_1, honest, attack_2]
+    results: list = [None] * 3
+    start = threading.Barrier(3)
+
+    def call(i):
+        start.wait()
+        time.sleep(0.002 * i)  # A1 first, then V, then A2: well inside the 20 ms window
+        try:
+            response = client.prediction.Predict(_request(**order[i]), timeout=60)
+            results[i] = tf.make_ndarray(response.outputs["images"])
+        except grpc.RpcError as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for refused in (results[0], results[2]):
+        assert isinstance(refused, grpc.RpcError), refused
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "disagree on the batch size" in refused.details()
+        assert "images has" in refused.details()
+    local = tf.saved_model.load(str(base / "faces" / "2")).signatures["serving_default"]
+    expected = local(**{k: tf.constant(v) for k, v in honest.items()})["images"].numpy()
+    assert not isinstance(results[1], Exception), results[1]
+    assert np.abs(results[1].astype(int) - expected.astype(int)).max() <= 1
+    assert process.poll() is None

@@ -22,6 +22,8 @@ from keras_l2mgan.metrics import synthetic
 
 MODEL_FILE = "classifier.keras"
 INFO_FILE = "classifier.json"
+CLASSIFIER_FILES = (MODEL_FILE, INFO_FILE)
+CLASSIFIER_KIND = "classifier directory"
 FEATURES_LAYER = "features"
 
 
@@ -78,7 +80,7 @@ class AttributeClassifier:
 
     def save(self, directory: str | Path) -> Path:
         """Write the model and info to `directory` atomically (temp dir, then rename)."""
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, CLASSIFIER_KIND, CLASSIFIER_FILES) as tmp:
             self._without_optimizer().save(tmp / MODEL_FILE)
             info = {**self.info, "attrs": self.attrs, "img_size": self.img_size}
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")

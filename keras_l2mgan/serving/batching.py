@@ -3,6 +3,11 @@
 Like TF Serving's batcher: the first request of a batch waits at most ``timeout_s`` for others;
 a batch closes when it reaches ``max_batch_size`` images. Requests are grouped only with requests
 whose inputs match in dtype and in every dimension but the first.
+
+Isolation rests on one rule: a request enters a batch only if every one of its inputs has the
+same leading size. Merged outputs are split by those sizes, so a request whose inputs disagree
+(one image, two labels) could shift every later request's rows onto its neighbours; such a
+request is refused here, whatever the server checked before.
 """
 
 from __future__ import annotations
@@ -15,6 +20,22 @@ from concurrent.futures import Future
 import numpy as np
 
 Arrays = dict[str, np.ndarray]
+
+
+class BatchSizeMismatch(ValueError):
+    """The inputs of one request disagree on their leading (batch) size."""
+
+
+def request_batch_size(inputs: Arrays) -> int:
+    """The one leading size every input shares; BatchSizeMismatch naming them if they differ."""
+    sizes = {name: (int(array.shape[0]) if array.ndim else None)
+             for name, array in inputs.items()}
+    if len(set(sizes.values())) > 1 or None in sizes.values():
+        listed = ", ".join(f"{name} has {'no batch dimension' if size is None else size}"
+                           for name, size in sorted(sizes.items()))
+        raise BatchSizeMismatch(f"inputs disagree on the batch size ({listed}); every input "
+                                "needs one entry per image")
+    return next(iter(sizes.values()), 0)
 
 
 def _group_key(inputs: Arrays) -> tuple:
@@ -39,7 +60,7 @@ class DynamicBatcher:
 
     def submit(self, inputs: Arrays) -> Arrays:
         """Run one request (arrays with a leading batch dim); blocks until its batch is done."""
-        size = int(next(iter(inputs.values())).shape[0]) if inputs else 0
+        size = request_batch_size(inputs)
         if size == 0 or size >= self.max_batch_size:
             return self._run(inputs)  # nothing to gain from waiting for company
         future: Future = Future()
@@ -101,6 +122,12 @@ class DynamicBatcher:
             outputs = self._run(merged)
         except Exception:
             # One bad request (say, an out-of-range label) must not fail its neighbours.
+            for inputs, _, future, _ in batch:
+                self._settle(future, inputs)
+            return
+        total = sum(size for _, size, _, _ in batch)
+        if any(value.ndim == 0 or value.shape[0] != total for value in outputs.values()):
+            # Outputs that are not one row per image cannot be split safely: run each alone.
             for inputs, _, future, _ in batch:
                 self._settle(future, inputs)
             return

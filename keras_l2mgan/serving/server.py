@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 
 from keras_l2mgan.export import version_dirs
-from keras_l2mgan.serving.batching import DynamicBatcher
+from keras_l2mgan.serving.batching import BatchSizeMismatch, DynamicBatcher, request_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,13 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
                 raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                    f'Serving signature key "{key}" not found.')
             inputs = _check_inputs(signature, request)
+            if _batchable(signature):
+                # One leading size for every input, checked before the batcher merges it with
+                # other clients' requests (it splits the merged outputs by this size).
+                try:
+                    request_batch_size(inputs)
+                except BatchSizeMismatch as error:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
             wanted = list(request.output_filter) or list(signature.outputs)
             for alias in wanted:
                 if alias not in signature.outputs:

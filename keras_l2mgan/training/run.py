@@ -25,6 +25,7 @@ from typing import Any
 
 from keras_l2mgan.config import PRESETS, get_preset
 from keras_l2mgan.losses import LossWeights
+from keras_l2mgan.training.run_lock import LOCK_FILE, RunDirLock
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 OPTIONS_FILE = "training_options.json"
@@ -208,26 +209,52 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
     """
     import keras
 
-    from keras_l2mgan.data import build_dataset
-    from keras_l2mgan.model import L2MGAN
-    from keras_l2mgan.training import checkpoints
-    from keras_l2mgan.training.callbacks import RunCallback
-
     if options.resume:
         options, run_dir = _merge_resume(options, explicit if explicit is not None else set())
     else:
         run_dir = Path(options.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / OPTIONS_FILE).exists():
-            raise ValueError(f"{run_dir} already holds a run; pass --resume {run_dir} to go on, "
-                             "or choose another --run-dir")
+        _check_new_run_dir(run_dir)
     check_options(options)
     backend = keras.backend.backend()
     if options.precision == "mixed_float16" and backend == "jax":
         raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
                          "scaling for two optimizers there); use --precision mixed_bfloat16")
+    distribution = _distribution(options, backend)
+    # The chief writes the run dir and holds it for the whole run; the other workers of a
+    # multi-worker run only train.
+    lock = RunDirLock(run_dir) if distribution.chief else contextlib.nullcontext()
+    with lock:
+        if not options.resume:
+            _check_new_run_dir(run_dir)  # again, under the lock: a racing run may have started
+        return _train_locked(options, run_dir, backend, distribution)
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run needs a missing or empty dir: never one of a user's folders, never a run."""
+    if (run_dir / OPTIONS_FILE).exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume {run_dir} to go on, "
+                         "or choose another --run-dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file; choose a new or empty directory")
+    if run_dir.is_dir():
+        foreign = sorted(name for name in os.listdir(run_dir) if name != LOCK_FILE)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+            raise ValueError(f"--run-dir {run_dir} is not empty and not a run (it holds "
+                             f"{shown}); choose a new or empty directory")
+
+
+def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
+                  distribution: Distribution) -> dict[str, Any]:
+    import keras
+
+    from keras_l2mgan.data import build_dataset
+    from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.training import checkpoints
+    from keras_l2mgan.training.callbacks import RunCallback
+
     base = get_preset(options.preset)
     img_size = options.img_size or base.img_size
-    distribution = _distribution(options, backend)
     # Before anything random (tf.data's seeded ops depend on the global seed too): the same
     # --seed then gives the same run, in a fresh process or not.
     keras.utils.set_random_seed(options.seed)
