@@ -12,18 +12,19 @@ DEFAULT_CLASSIFIER = "classifiers/synthetic_faces_{img_size}px"
 
 
 def default_classifier(img_size: int) -> Path:
-    """classifiers/synthetic_faces_<size>px under the working directory, else the one shipped
-    beside the package (a source checkout or editable install)."""
+    """classifiers/synthetic_faces_<size>px shipped beside the package (a source checkout or
+    editable install). Never the working directory's: a classifier is a model, and a model is
+    a program, so only one named explicitly (--classifier) or shipped is opened."""
     import keras_l2mgan
 
     relative = Path(DEFAULT_CLASSIFIER.format(img_size=img_size))
-    shipped = Path(keras_l2mgan.__file__).resolve().parents[1] / relative
-    return relative if relative.is_dir() or not shipped.is_dir() else shipped
+    return Path(keras_l2mgan.__file__).resolve().parents[1] / relative
 
 
 def default_output(model: str) -> Path:
     path = Path(model).resolve()
-    name = path.parent.name if path.name.isdigit() else path.name
+    is_version = path.name.isascii() and path.name.isdigit()  # only ASCII digits: a version
+    name = path.parent.name if is_version else path.name
     return Path("eval_results") / name
 
 
@@ -34,8 +35,9 @@ def default_output(model: str) -> Path:
               help="synthetic (the synthetic-faces protocol) or, for the StarGAN v2 FID "
               "protocol, celeba, celeba_hq or a dataset folder.")
 @click.option("--classifier", "classifier_dir", default=None,
-              help="Attribute classifier dir from `l2m classifier train` (default: "
-              f"{DEFAULT_CLASSIFIER.format(img_size='SIZE')} for the model's size).")
+              help="Attribute classifier dir from `l2m classifier train` (default: the "
+              f"{DEFAULT_CLASSIFIER.format(img_size='SIZE')} shipped beside the package for "
+              "the model's size, never the current folder's).")
 @click.option("--features", type=click.Choice(["auto", "inception", "classifier"]),
               default="auto", show_default=True,
               help="FID/KID features: InceptionV3 when its weights are found (auto), or the "

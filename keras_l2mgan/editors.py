@@ -15,8 +15,6 @@ import numpy as np
 from keras_l2mgan.bundle import CONFIG_FILE
 from keras_l2mgan.export import version_dirs
 
-DEFAULT_MODELS_DIR = Path("saved_models")
-
 
 class KerasEditor:
     """A bundle dir, or an L2MGAN already in memory, on the current Keras backend."""
@@ -47,16 +45,33 @@ class KerasEditor:
 
 
 class SavedModelEditor:
-    """A SavedModel version dir written by `l2m export`, run in-process by TensorFlow."""
+    """A SavedModel version dir written by `l2m export`, run in-process by TensorFlow.
+
+    Opening runs none of the model's functions: the image size and domain names come from
+    the config.json that export writes into assets.extra (a model's signatures are programs,
+    and a crafted `metadata` one could do anything). Editing of course runs the model."""
 
     def __init__(self, version_dir: str | Path):
+        from keras_l2mgan.config import L2MConfig
+
+        version_dir = Path(version_dir)
+        config_path = version_dir / "assets.extra" / CONFIG_FILE
+        if not config_path.is_file():
+            raise ValueError(f"SavedModel {version_dir} has no assets.extra/{CONFIG_FILE}: it "
+                             "was exported by an older version of l2m; re-export it with "
+                             "`l2m export RUN_DIR --name NAME`")
+        config = L2MConfig.load(config_path)  # strictly checked, one line when damaged
+        _check_nothing_runs_on_load(version_dir)
         import tensorflow as tf
 
         self.loaded = tf.saved_model.load(str(version_dir))
+        missing = {"serving_default", "classify"} - set(self.loaded.signatures)
+        if missing:
+            raise ValueError(f"SavedModel {version_dir} lacks the {', '.join(sorted(missing))} "
+                             "signature(s) of an `l2m export`")
         self.description = f"SavedModel {version_dir}"
-        metadata = self.loaded.signatures["metadata"]()
-        self.img_size = int(metadata["img_size"].numpy())
-        self.domain_names = [n.decode() for n in metadata["domain_names"].numpy()]
+        self.img_size = config.img_size
+        self.domain_names = list(config.names)
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
         import tensorflow as tf
@@ -73,6 +88,39 @@ class SavedModelEditor:
 
         outputs = self.loaded.signatures["classify"](images=tf.constant(np.asarray(images)))
         return outputs["source_domain"].numpy()
+
+
+def _check_nothing_runs_on_load(version_dir: Path) -> None:
+    """tf.saved_model.load runs some of a model's own functions: the creators and initializers
+    of its resources (lookup tables, custom TrackableResources), custom restore functions, and
+    a TF1 model's init ops. An `l2m export` has none of these, so a model with any is refused
+    before TensorFlow loads it."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    except DecodeError:
+        raise ValueError(f"{version_dir / 'saved_model.pb'} is corrupt") from None
+    refuse = (f"SavedModel {version_dir} is not an `l2m export`: loading it would run its "
+              "own code")
+    if len(proto.meta_graphs) != 1 or not proto.meta_graphs[0].object_graph_def.nodes:
+        raise ValueError(f"{refuse} (a TF1 model's init ops)")
+    graph = proto.meta_graphs[0]
+    for node in graph.object_graph_def.nodes:
+        if node.WhichOneof("kind") == "resource" or node.saveable_objects \
+                or node.registered_saver:
+            raise ValueError(f"{refuse} (resource initializers or restore functions)")
+    init_ops = [graph.signature_def[key].outputs[key].name.split(":")[0]
+                for key in ["__saved_model_init_op"] if key in graph.signature_def]
+    init_ops += list(graph.collection_def["saved_model_main_op"].node_list.value
+                     if "saved_model_main_op" in graph.collection_def else [])
+    nodes = {node.name: node for node in graph.graph_def.node}
+    for name in init_ops:
+        node = nodes.get(name.lstrip("^"))
+        if node is None or node.op != "NoOp" or node.input:
+            raise ValueError(f"{refuse} (an init op)")
 
 
 class ServerEditor:
@@ -105,7 +153,7 @@ def open_editor(model: str | None, server: str | None = None,
                 request: list[str] | None = None):
     """--model / --server -> an editor. --model is a served model's name with --server; else a
     saved_models/NAME dir (latest version), a version dir, a run dir or a bundle dir; without
-    it, the model under saved_models that fits the --to request (see `default_model`)."""
+    it, the shipped demo model that fits the --to request (see `default_model`)."""
     if server:
         if not model:
             raise ValueError("with --server, pass --model NAME (the model name the server serves)")
@@ -125,11 +173,12 @@ def open_editor(model: str | None, server: str | None = None,
 
 
 def models_dir() -> Path:
-    """./saved_models if there is one, else the one shipped beside the package (the demo
-    models of a source checkout or editable install), so `l2m edit` works from any folder."""
-    if DEFAULT_MODELS_DIR.is_dir():
-        return DEFAULT_MODELS_DIR
-    return Path(__file__).resolve().parents[1] / "saved_models"
+    """The saved_models/ shipped beside the package (the demo models of a source checkout or
+    editable install). Never the current folder's: a model is a program, and running whatever
+    sits in the folder a command happens to start in is how a planted one gets run."""
+    import keras_l2mgan
+
+    return Path(keras_l2mgan.__file__).resolve().parents[1] / "saved_models"
 
 
 def _saved_domain_names(model_dir: Path) -> list[str] | None:
@@ -151,18 +200,18 @@ def _fits(domain_names: list[str], request: list[str]) -> bool:
     return table is not None and all(set(_attributes(item)) <= set(table[0]) for item in request)
 
 
-def default_model(request: list[str] | None = None) -> Path:
-    """The model to use without --model: the only one under `models_dir()`, or else the one
-    with the fewest domains that has every attribute of the --to request (so `--to smiling`
-    takes the smiling model, `--to smiling,male` the smiling+male one)."""
-    base = models_dir()
+def default_model(request: list[str] | None = None, base: Path | None = None) -> Path:
+    """The model to use without --model: the only one under `base` (default `models_dir()`),
+    or else the one with the fewest domains that has every attribute of the --to request (so
+    `--to smiling` takes the smiling model, `--to smiling,male` the smiling+male one)."""
+    base = models_dir() if base is None else Path(base)
     names = sorted(p.name for p in base.iterdir()
                    if p.is_dir() and version_dirs(p)) if base.is_dir() else []
     if len(names) == 1:
         return base / names[0]
     if not names:
-        raise FileNotFoundError("no --model given and no exported model under ./saved_models; "
-                                "pass --model RUN_DIR or run `l2m export RUN_DIR --name NAME`")
+        raise FileNotFoundError(f"no --model given and no exported model in {base}; pass "
+                                "--model saved_models/NAME, a run dir or a bundle dir")
     fitting = []
     for name in names:
         domains = _saved_domain_names(base / name)
@@ -201,7 +250,7 @@ def domain_index(domain_names: list[str], name: str, argument: str = "--from") -
     """A domain given by name or index."""
     if name in domain_names:
         return domain_names.index(name)
-    if name.isdigit() and int(name) < len(domain_names):
+    if name.isascii() and name.isdigit() and int(name) < len(domain_names):
         return int(name)
     raise ValueError(f"unknown domain {name!r} for {argument}; valid domains: "
                      f"{', '.join(domain_names)}")
