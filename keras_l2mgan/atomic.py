@@ -151,3 +151,25 @@ def atomic_directory(target: str | Path, kind: str, our_names: Collection[str]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_file_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write a file whole or not at all: a unique temp file beside it, fsynced, then renamed.
+
+    Unique temp names let two writers of one path race safely (the last rename wins whole);
+    the file gets the umask's permissions, as a plain open() would give it.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+    return path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from keras_l2mgan.atomic import atomic_directory
 from keras_l2mgan.config import L2MConfig
+from keras_l2mgan.errors import CorruptFileError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -37,5 +38,11 @@ def load_bundle(directory: str | Path):
                 f"(expected {CONFIG_FILE} and {WEIGHTS_FILE})"
             )
     model = L2MGAN(L2MConfig.load(directory / CONFIG_FILE))
-    model.load_weights(str(directory / WEIGHTS_FILE))
+    try:
+        model.load_weights(str(directory / WEIGHTS_FILE))
+    except Exception as error:  # noqa: BLE001 - h5py, Keras and shape errors alike
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise CorruptFileError(
+            f"{directory / WEIGHTS_FILE} cannot be loaded ({reason}): it is damaged or was "
+            f"written for another {CONFIG_FILE}; re-save the bundle from its run") from None
     return model

@@ -12,6 +12,24 @@ import math
 from pathlib import Path
 from typing import Any
 
+# Upper bounds of the config fields: well above every official model (256 px, widths up to
+# 512, style_dim 64, 3 domains), far below sizes that would exhaust memory when built.
+MAX_IMG_SIZE = 1024
+MAX_DOMAINS = 64
+MAX_STYLE_DIM = 1024
+MAX_WIDTH = 2048
+MAX_W_HPF = 10.0
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int, high: int, note: str = "") -> None:
+    if not _is_int(value) or not low <= value <= high:
+        note = f" {note}" if note else ""
+        raise ValueError(f"{name} must be an integer from {low} to {high}{note}, got {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class L2MConfig:
@@ -30,23 +48,28 @@ class L2MConfig:
     domain_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        # A config.json is read from disk, so every field is checked for type and range: a
+        # string "64" or a width of a million must be one clear error, not a traceback or an
+        # allocation the size of the machine's memory.
         size = self.img_size
-        if not isinstance(size, int) or size < 32 or size & (size - 1):
-            raise ValueError(
-                f"img_size must be a power of two >= 32 (32, 64, 128, 256, 512, ...), got {size!r}"
-            )
-        if not isinstance(self.num_domains, int) or self.num_domains < 2:
-            raise ValueError(f"num_domains must be an integer >= 2, got {self.num_domains!r}")
-        if self.style_dim < 1:
-            raise ValueError(f"style_dim must be >= 1, got {self.style_dim!r}")
-        if self.w_hpf < 0:
-            raise ValueError(f"w_hpf must be >= 0 (0 disables high-pass), got {self.w_hpf}")
-        if self.dim_in is not None and self.dim_in < 1:
-            raise ValueError(f"dim_in must be >= 1 (or None: official width), got {self.dim_in}")
-        if self.max_conv_dim < 1:
-            raise ValueError(f"max_conv_dim must be >= 1, got {self.max_conv_dim}")
+        if not _is_int(size) or not 32 <= size <= MAX_IMG_SIZE or size & (size - 1):
+            raise ValueError(f"img_size must be a power of two from 32 to {MAX_IMG_SIZE} "
+                             f"(32, 64, 128, 256, 512, 1024), got {size!r}")
+        _check_int("num_domains", self.num_domains, 2, MAX_DOMAINS)
+        _check_int("style_dim", self.style_dim, 1, MAX_STYLE_DIM)
+        if (isinstance(self.w_hpf, bool) or not isinstance(self.w_hpf, (int, float))
+                or not 0 <= self.w_hpf <= MAX_W_HPF):
+            raise ValueError(f"w_hpf must be a number from 0 (high-pass off) to {MAX_W_HPF}, "
+                             f"got {self.w_hpf!r}")
+        if self.dim_in is not None:
+            _check_int("dim_in", self.dim_in, 1, MAX_WIDTH, "(or null: the official width)")
+        _check_int("max_conv_dim", self.max_conv_dim, 1, MAX_WIDTH)
         if self.domain_names is not None:
-            names = tuple(str(n) for n in self.domain_names)
+            if isinstance(self.domain_names, str) or not all(
+                    isinstance(n, str) and 0 < len(n) <= 100 for n in self.domain_names):
+                raise ValueError(f"domain_names must be a list of names (1 to 100 characters), "
+                                 f"got {self.domain_names!r}")
+            names = tuple(self.domain_names)
             if len(names) != self.num_domains or len(set(names)) != len(names):
                 raise ValueError(
                     f"domain_names must be {self.num_domains} distinct names, got {list(names)}"
@@ -92,12 +115,14 @@ class L2MConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> L2MConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; allowed keys: {sorted(known)}")
         data = dict(data)
-        if data.get("domain_names") is not None:
+        if isinstance(data.get("domain_names"), list):
             data["domain_names"] = tuple(data["domain_names"])
         return cls(**data)
 
@@ -107,14 +132,20 @@ class L2MConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON atomically (temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        tmp.replace(path)
+        from keras_l2mgan.atomic import write_file_atomic
+
+        write_file_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> L2MConfig:
-        return cls.from_json(Path(path).read_text())
+        """Read a config.json; any damage is one CorruptFileError naming the file."""
+        from keras_l2mgan.errors import CorruptFileError
+
+        try:
+            return cls.from_json(Path(path).read_text())
+        except (ValueError, TypeError, UnicodeDecodeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CorruptFileError(f"{path} is not a valid model config: {reason}") from None
 
 
 # Named presets. The official ones reproduce the released code; the small ones are sized so a

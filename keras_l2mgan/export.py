@@ -23,13 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from keras_l2mgan.atomic import atomic_directory, check_replaceable
 from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
+from keras_l2mgan.config import L2MConfig
 
+USER_ERROR_EXIT = 2  # the export subprocess's exit code for bad input (one line on stderr)
+VERSION_NAME = re.compile(r"[0-9]+")
 SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "classify", "metadata")
 WARMUP_FILE = "tf_serving_warmup_requests"
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -58,8 +62,9 @@ def version_dirs(model_dir: str | Path) -> dict[int, Path]:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return {}
+    # ASCII digits only, as TF Serving reads them: str.isdigit() also accepts "٢" (2).
     return {int(p.name): p for p in model_dir.iterdir()
-            if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file()}
+            if p.is_dir() and VERSION_NAME.fullmatch(p.name) and (p / "saved_model.pb").is_file()}
 
 
 def next_version(model_dir: str | Path) -> int:
@@ -72,6 +77,7 @@ def export_saved_model(source: str | Path, name: str, version: int | None = None
                        compute_dtype: str = "float32", overwrite: bool = False) -> Path:
     """Export the bundle at `source` (run dir or bundle dir) to output_dir/name/version/."""
     bundle_dir = resolve_bundle_dir(source)
+    L2MConfig.load(bundle_dir / CONFIG_FILE)  # a damaged config is one line before any work
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
     if compute_dtype not in COMPUTE_DTYPES:
@@ -101,6 +107,8 @@ def _export_in_subprocess(bundle_dir: Path, target: Path, name: str, compute_dty
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
+        if result.returncode == USER_ERROR_EXIT and lines:  # a bad bundle, not a failed export
+            raise ValueError(lines[-1])
         raise RuntimeError("export in a TensorFlow subprocess failed: "
                            + (lines[-1] if lines else f"exit code {result.returncode}"))
 
@@ -261,7 +269,12 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--compute-dtype", default="float32", choices=COMPUTE_DTYPES)
     args = parser.parse_args(argv)
-    _export_here(Path(args.bundle_dir), Path(args.target), args.name, args.compute_dtype)
+    try:
+        _export_here(Path(args.bundle_dir), Path(args.target), args.name, args.compute_dtype)
+    except ValueError as error:  # damaged bundle, foreign target: the parent reports one line
+        print(str(error).splitlines()[0] if str(error) else type(error).__name__,
+              file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
 
 
 if __name__ == "__main__":

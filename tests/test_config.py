@@ -37,7 +37,7 @@ def test_official_presets():
 
 @pytest.mark.parametrize("size", [0, 16, 48, 100, 257, "64"])
 def test_bad_image_size_names_argument_and_allowed_values(size):
-    with pytest.raises(ValueError, match=r"img_size must be a power of two >= 32"):
+    with pytest.raises(ValueError, match=r"img_size must be a power of two from 32 to 1024"):
         L2MConfig(img_size=size)
 
 

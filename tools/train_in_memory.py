@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=10**9)
     parser.add_argument("--report-every", type=float, default=60.0, help="seconds")
     parser.add_argument("--num-train", type=int, default=20_000)
-    parser.add_argument("--cache", default="/tmp/l2m_faces")
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "keras_l2mgan" / "faces"),
+                        help="rendered-face cache (per user: never a fixed path in shared /tmp)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", help="bundle to start from (fresh optimizer state)")

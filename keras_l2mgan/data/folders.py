@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from keras_l2mgan.data import domains
+from keras_l2mgan.photo import MAX_PIXELS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 # Formats tf.io.decode_image reads itself; the rest go through PIL.
@@ -62,6 +63,8 @@ def check_image(path: Path) -> bool | None:
     try:
         with Image.open(path) as image:
             image_format = image.format
+            if image.width * image.height > MAX_PIXELS:  # the limit `l2m edit` applies too
+                return None
             image.verify()  # PNG: checks every chunk's CRC; JPEG: markers only
     except Exception:  # noqa: BLE001  (any failure means: not a usable image)
         return None

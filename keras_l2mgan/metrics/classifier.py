@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_l2mgan.atomic import atomic_directory
 from keras_l2mgan.data.synthetic_faces import renderer
+from keras_l2mgan.errors import CorruptFileError
 from keras_l2mgan.metrics import synthetic
 
 MODEL_FILE = "classifier.keras"
@@ -74,9 +75,34 @@ class AttributeClassifier:
                 raise FileNotFoundError(
                     f"{directory} is not an attribute classifier ({name} is missing); train one "
                     f"with `l2m classifier train -o {directory}`")
-        info = json.loads((directory / INFO_FILE).read_text())
-        model = keras.saving.load_model(directory / MODEL_FILE, compile=False)
-        return cls(model, info["attrs"], int(info["img_size"]), info)
+        try:
+            info = json.loads((directory / INFO_FILE).read_text())
+            attrs, img_size = info["attrs"], info["img_size"]
+            if (not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs)
+                    or isinstance(img_size, bool) or not isinstance(img_size, int)
+                    or not 16 <= img_size <= 1024):
+                raise ValueError("attrs must be a list of names and img_size 16 to 1024")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise CorruptFileError(f"{directory / INFO_FILE} is damaged ({error}); retrain with "
+                                   f"`l2m classifier train -o DIR`") from None
+        try:  # safe mode (the default): a tampered file cannot run code, only fail to load
+            model = keras.saving.load_model(directory / MODEL_FILE, compile=False)
+        except Exception as error:  # noqa: BLE001 - zip, h5, config and safe-mode errors alike
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise CorruptFileError(f"{directory / MODEL_FILE} cannot be loaded ({reason}); "
+                                   "retrain with `l2m classifier train -o DIR`") from None
+        shape = tuple(getattr(model, "input_shape", ()) or ())
+        outputs = tuple(getattr(model, "output_shape", ()) or ())
+        if shape[1:] != (img_size, img_size, 3) or outputs[-1:] != (len(attrs),):
+            raise CorruptFileError(
+                f"{directory / MODEL_FILE} takes {shape[1:]} and gives {outputs[1:]}, but "
+                f"{INFO_FILE} says {img_size}x{img_size}x3 images and {len(attrs)} attributes: "
+                "the two files do not belong together; retrain the classifier")
+        try:
+            return cls(model, attrs, img_size, info)
+        except ValueError as error:  # the features layer is missing
+            raise CorruptFileError(f"{directory / MODEL_FILE} is not an attribute classifier "
+                                   f"({str(error).splitlines()[0]})") from None
 
     def save(self, directory: str | Path) -> Path:
         """Write the model and info to `directory` atomically (temp dir, then rename)."""

@@ -12,13 +12,18 @@ checkpoint. Backend-neutral: arrays in Keras' variable order, so any backend can
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keras_l2mgan.errors import CorruptFileError
+
+log = logging.getLogger(__name__)
 PATTERN = re.compile(r"^ckpt-(\d{8})\.npz$")
 
 
@@ -78,8 +83,12 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(directory)
-    for _, old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    if keep > 0:
+        # Only checkpoints that open count toward `keep`: a damaged file must never push a
+        # good one out. Damaged ones stay where they are (named when a resume skips them).
+        healthy = [path for _, path in list_checkpoints(directory) if damage(path) is None]
+        for old in healthy[:-keep]:
+            old.unlink(missing_ok=True)
     return final
 
 
@@ -113,20 +122,52 @@ def read_header(path: str | Path) -> dict[str, Any]:
         return json.loads(bytes(data["header"]).decode())
 
 
+def damage(path: str | Path) -> str | None:
+    """None if the checkpoint's header opens and parses, else what is wrong with it."""
+    try:
+        header = read_header(path)
+        if not isinstance(header, dict) or "step" not in header:
+            return "no step in its header"
+    except Exception as error:  # noqa: BLE001 - any unreadable file is damaged
+        return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return None
+
+
 def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The newest checkpoint that opens cleanly (a damaged file is skipped, not trusted)."""
+    """The newest checkpoint that opens cleanly; each damaged newer one is named in a warning."""
     for _, path in reversed(list_checkpoints(directory)):
-        try:
-            read_header(path)
+        problem = damage(path)
+        if problem is None:
             return path
-        except Exception:  # noqa: BLE001 - any unreadable file is skipped
-            continue
+        log.warning("skipping damaged checkpoint %s (%s)", path, problem)
+    return None
+
+
+def restore_latest(directory: str | Path, model) -> dict[str, Any] | None:
+    """Load the newest checkpoint that loads whole into `model`; return its header (None if
+    there is none). Each damaged newer one is named in a warning and skipped."""
+    for _, path in reversed(list_checkpoints(directory)):
+        problem = damage(path)
+        if problem is None:
+            try:
+                return load_checkpoint(path, model)
+            except CorruptFileError as error:
+                problem = str(error)
+        log.warning("skipping damaged checkpoint %s (%s)", path, problem)
     return None
 
 
 def load_checkpoint(path: str | Path, model) -> dict[str, Any]:
     """Assign a checkpoint's arrays to a compiled model; return its header."""
     path = Path(path)
+    try:
+        return _assign(path, model)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise CorruptFileError(f"checkpoint {path} is damaged ({reason})") from None
+
+
+def _assign(path: Path, model) -> dict[str, Any]:
     with np.load(path) as data:
         header = json.loads(bytes(data["header"]).decode())
         for prefix, variables in (("model", model.variables),

@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from keras_l2mgan.atomic import write_file_atomic
 from keras_l2mgan.config import PRESETS, get_preset
+from keras_l2mgan.errors import CorruptFileError
 from keras_l2mgan.losses import LossWeights
 from keras_l2mgan.training.run_lock import LOCK_FILE, RunDirLock
 
@@ -186,7 +188,7 @@ def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptio
     if not saved_file.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: no {OPTIONS_FILE} there; "
                                 "pass the directory of an earlier `l2m train` run")
-    saved = json.loads(saved_file.read_text())["options"]
+    saved = read_saved_options(saved_file)
     merged = dict(saved)
     for name in explicit:
         value = getattr(options, name)
@@ -199,6 +201,35 @@ def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptio
     merged.update(run_dir=str(run_dir), resume=str(run_dir))
     known = {f.name for f in dataclasses.fields(TrainOptions)}
     return TrainOptions(**{k: v for k, v in merged.items() if k in known}), run_dir
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "None": (type(None),), "dict[str, Any]": (dict,)}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether value fits a TrainOptions annotation like "int | None" (bool is not an int)."""
+    allowed = tuple(t for name in annotation.split(" | ") for t in _TYPES[name])
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, allowed)
+
+
+def read_saved_options(path: Path) -> dict[str, Any]:
+    """The "options" of a run's training_options.json; a damaged file is a CorruptFileError."""
+    try:
+        saved = json.loads(path.read_text())["options"]
+        if not isinstance(saved, dict):
+            raise TypeError("options is not an object")
+        for field in dataclasses.fields(TrainOptions):
+            if field.name in saved and not _has_type(saved[field.name], str(field.type)):
+                raise TypeError(f"{field.name} should be {field.type}, "
+                                f"not {saved[field.name]!r}")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise CorruptFileError(f"{path} is damaged ({type(error).__name__}: {error}); it is not "
+                               "the options file `l2m train` wrote, so the run cannot be "
+                               "resumed") from None
+    return saved
 
 
 def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, Any]:
@@ -282,9 +313,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
 
     start_step = 0
     if options.resume:
-        latest = checkpoints.latest_checkpoint(run_dir / "checkpoints")
-        if latest is not None:
-            header = checkpoints.load_checkpoint(latest, model)
+        header = checkpoints.restore_latest(run_dir / "checkpoints", model)
+        if header is not None:
             if header["config"] != config.to_dict():
                 raise ValueError(f"--resume {run_dir}: the checkpoint's model config differs "
                                  "from this run's; resume with the run's own options")
@@ -375,6 +405,4 @@ def _write_options(run_dir: Path, options: TrainOptions, config, backend: str, r
 
     payload = {"options": options.to_dict(), "config": config.to_dict(), "backend": backend,
                "replicas": replicas, "keras": keras.__version__, "resumed_at_step": start_step}
-    tmp = run_dir / f".{OPTIONS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(run_dir / OPTIONS_FILE)
+    write_file_atomic(run_dir / OPTIONS_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
