@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import click
 
+from keras_l2mgan.serving.limits import (
+    MAX_CONCURRENT_REQUESTS,
+    MAX_IMAGES_PER_REQUEST,
+    MAX_MESSAGE_BYTES,
+    ServingLimits,
+    check_port_free,
+)
+
 
 @click.command()
 @click.argument("model_base_dir", type=click.Path(path_type=str))
@@ -21,9 +29,27 @@ import click
               help="Largest batch (default 8).")
 @click.option("--batch-timeout-micros", type=click.IntRange(min=0), default=None,
               help="How long the first request of a batch waits for others (default 2000).")
+@click.option("--max-images-per-request", type=click.IntRange(min=1),
+              default=MAX_IMAGES_PER_REQUEST, show_default=True,
+              help="Largest batch one request may send; larger ones are refused "
+              "(INVALID_ARGUMENT).")
+@click.option("--max-concurrent-requests", type=click.IntRange(min=1),
+              default=MAX_CONCURRENT_REQUESTS, show_default=True,
+              help="RPCs handled at once (one thread each); more are refused "
+              "(RESOURCE_EXHAUSTED).")
+@click.option("--max-request-mb", type=click.IntRange(1, 2047),
+              default=MAX_MESSAGE_BYTES // 2**20, show_default=True,
+              help="Largest request message in MiB (RESOURCE_EXHAUSTED above it).")
+@click.option("--max-decoded-pixels", type=click.IntRange(min=1), default=None,
+              show_default="89,478,485: one photo at the per-image limit of `l2m edit`",
+              help="edit_encoded: pixels of the images decoding at once across all requests "
+              "(~16 bytes each while they decode); requests wait for room, and one over the "
+              "whole budget is refused. Each image may have at most `l2m edit`'s limit.")
 def serve(model_base_dir: str, port: int, host: str, model_config_file: str | None,
           enable_batching: bool, batching_parameters_file: str | None,
-          max_batch_size: int | None, batch_timeout_micros: int | None) -> None:
+          max_batch_size: int | None, batch_timeout_micros: int | None,
+          max_images_per_request: int, max_concurrent_requests: int, max_request_mb: int,
+          max_decoded_pixels: int | None) -> None:
     """Serve the SavedModels under MODEL_BASE_DIR (NAME/<version>/ or <version>/) over gRPC.
 
     Answers PredictionService.Predict / GetModelMetadata and ModelService.GetModelStatus as
@@ -33,6 +59,9 @@ def serve(model_base_dir: str, port: int, host: str, model_config_file: str | No
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limits = ServingLimits(max_images_per_request, max_concurrent_requests,
+                           max_request_mb * 2**20, max_decoded_pixels)
+    check_port_free(host, port)  # before TensorFlow loads (and logs): a taken port is one line
     from keras_l2mgan.serving.server import BatchingOptions, create_server, serve_forever
 
     batching = (BatchingOptions.from_file(batching_parameters_file) if batching_parameters_file
@@ -42,13 +71,17 @@ def serve(model_base_dir: str, port: int, host: str, model_config_file: str | No
     if batch_timeout_micros is not None:
         batching.batch_timeout_micros = batch_timeout_micros
     server, bound, repository = create_server(model_base_dir, host, port, model_config_file,
-                                              batching)
+                                              batching, limits)
     for entry in repository.models.values():
         click.echo(f"model {entry.name}: versions {sorted(entry.servables)} "
                    f"from {entry.base_path}")
     if batching.enabled:
         click.echo(f"batching: max batch {batching.max_batch_size}, "
                    f"timeout {batching.batch_timeout_micros} us")
+    click.echo(f"limits: {limits.max_images_per_request} images per request, "
+               f"{limits.max_concurrent_requests} concurrent requests, "
+               f"{limits.max_message_bytes // 2**20} MiB per request, "
+               f"{limits.max_decoded_pixels:,} decoded pixels in flight")
     # Tests and scripts wait for this line (with --port 0 it is the only way to learn the port).
     click.echo(f"serving on {host}:{bound}")
     sys.stdout.flush()

@@ -21,18 +21,21 @@ import numpy as np
 
 from keras_l2mgan.export import version_dirs
 from keras_l2mgan.serving.batching import BatchSizeMismatch, DynamicBatcher, request_batch_size
+from keras_l2mgan.serving.limits import (
+    MAX_MESSAGE_BYTES,
+    PixelBudget,
+    ServingError,
+    ServingLimits,
+    check_port_free,
+    check_tensor,
+    encoded_pixels,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-
-
-class ServingError(Exception):
-    """A request error carrying its gRPC status code."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
+__all__ = ["MAX_MESSAGE_BYTES", "BatchingOptions", "ModelRepository", "ServingError",
+           "ServingLimits", "create_server", "serve_forever"]
+ENCODED_INPUT = "image_bytes"  # edit_encoded's input: checked by header, decoded in the graph
 
 
 @dataclass
@@ -211,8 +214,11 @@ class ModelRepository:
         return entry.servables[version if version is not None else max(entry.servables)]
 
 
-def _check_inputs(signature, request) -> dict[str, np.ndarray]:
-    """Decode and check request.inputs against a SignatureDef, with TF Serving's messages."""
+def _check_inputs(signature, request, limits: ServingLimits
+                  ) -> tuple[dict[str, np.ndarray], int]:
+    """Check request.inputs against a SignatureDef (TF Serving's messages), then decode them;
+    returns (arrays, pixels the graph will decode). Every bound is checked on the TensorProto
+    and on image headers first: nothing is built from a declared shape."""
     import tensorflow as tf
 
     expected, sent = set(signature.inputs), set(request.inputs)
@@ -223,27 +229,20 @@ def _check_inputs(signature, request) -> dict[str, np.ndarray]:
             f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
             f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
             f"Missing but required: {{{','.join(sorted(expected - sent))}}}.")
+    for alias in sorted(request.inputs):
+        check_tensor(alias, request.inputs[alias], signature.inputs[alias], limits)
+    pixels = 0
+    encoded = request.inputs.get(ENCODED_INPUT)
+    if encoded is not None and encoded.dtype == tf.string.as_datatype_enum:
+        pixels = encoded_pixels(ENCODED_INPUT, encoded.string_val, limits)
     arrays = {}
     for alias, proto in request.inputs.items():
-        info = signature.inputs[alias]
         try:
-            array = tf.make_ndarray(proto)
+            arrays[alias] = tf.make_ndarray(proto)
         except Exception:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"tensor parsing error: {alias}") from None
-        if proto.dtype != info.dtype:
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"Expects arg {alias} to be {tf.dtypes.as_dtype(info.dtype).name} but "
-                f"{tf.dtypes.as_dtype(proto.dtype).name} is provided")
-        shape = tf.TensorShape(info.tensor_shape)
-        if not shape.is_compatible_with(array.shape):
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"input {alias} has shape {list(array.shape)}, incompatible with the "
-                f"signature's {shape.as_list() if shape.rank is not None else 'unknown'}")
-        arrays[alias] = array
-    return arrays
+    return arrays, pixels
 
 
 def _grpc_code(error: Exception) -> grpc.StatusCode:
@@ -255,13 +254,29 @@ def _grpc_code(error: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# TensorFlow wraps an op's error in context: "Graph execution error:", "Detected at node ...
+# defined at (most recent call last):", a stack trace (or "<stack traces unavailable>"), and
+# "[[{{node ...}}]] [Op:...]" after the message. The client wants the message itself.
+_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node |<stack traces? unavailable>"
+                       r"|\d+ root error\(s\) found\.|\s|\[\[)")
+_TF_SUFFIX = re.compile(r"\s*(\[\[\{\{node [^}]*\}\}\]\])?\s*(\[Op:[^\]]*\])?\s*$")
+_ROOT_ERROR = re.compile(r"^\s*\(\d+\) [A-Z_]+: ")
+
+
 def _first_line(error: Exception) -> str:
-    message = getattr(error, "message", None) or str(error)
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    """The reason inside a TensorFlow error message, without TensorFlow's wrapping."""
+    message = str(getattr(error, "message", None) or error)
+    lines = message.splitlines()
     for line in lines:  # TF assertion messages carry the useful part after the node name
         if "assertion failed" in line:
-            return line
-    return lines[0] if lines else type(error).__name__
+            return _TF_SUFFIX.sub("", _ROOT_ERROR.sub("", line.strip()))
+    for line in lines:
+        if _ROOT_ERROR.match(line):  # "  (0) INVALID_ARGUMENT: reason" of several root errors
+            return _TF_SUFFIX.sub("", _ROOT_ERROR.sub("", line))
+        if line.strip() and not _TF_NOISE.match(line):
+            return _TF_SUFFIX.sub("", line.strip()) or line.strip()
+    stripped = [line.strip() for line in lines if line.strip()]
+    return stripped[0] if stripped else type(error).__name__
 
 
 def _base(module: str, name: str):
@@ -275,8 +290,10 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
     """PredictionService.Predict and GetModelMetadata (Classify, Regress, ... are
     UNIMPLEMENTED: the model has no classification or regression signature)."""
 
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, limits: ServingLimits | None = None):
         self.repository = repository
+        self.limits = limits or ServingLimits()
+        self.pixel_budget = PixelBudget(self.limits.max_decoded_pixels)
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         import tensorflow as tf
@@ -289,7 +306,7 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
             if signature is None or key not in servable.loaded.signatures:
                 raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                    f'Serving signature key "{key}" not found.')
-            inputs = _check_inputs(signature, request)
+            inputs, pixels = _check_inputs(signature, request, self.limits)
             if _batchable(signature):
                 # One leading size for every input, checked before the batcher merges it with
                 # other clients' requests (it splits the merged outputs by this size).
@@ -305,7 +322,9 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
                         f"output tensor alias not found in signature: {alias} Outputs expected "
                         f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
             try:
-                outputs = servable.run(key, inputs)
+                # The decoded images of all running requests stay within the budget.
+                with self.pixel_budget.reserve(pixels, context.time_remaining()):
+                    outputs = servable.run(key, inputs)
             except tf.errors.OpError as error:
                 raise ServingError(_grpc_code(error), _first_line(error)) from None
             response = predict_pb2.PredictResponse()
@@ -389,18 +408,30 @@ class ModelServicer(_base("model_service_pb2_grpc", "ModelServiceServicer")):
 def create_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8500,
                   config_file: str | Path | None = None,
                   batching: BatchingOptions | None = None,
-                  max_workers: int = 32) -> tuple[grpc.Server, int, ModelRepository]:
-    """Load the models and start serving; returns (server, bound port, repository)."""
+                  limits: ServingLimits | None = None
+                  ) -> tuple[grpc.Server, int, ModelRepository]:
+    """Bind the port, load the models and start serving; returns (server, bound port,
+    repository). A port another process listens on is a ValueError, before any model loads."""
+    import warnings
+
+    from PIL import Image
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-    repository = ModelRepository(base_dir, config_file, batching)
+    limits = limits or ServingLimits()
+    # Headers of images over PIL's threshold are refused with their size; no warning per image.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    check_port_free(host, port)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="l2m-serve"),
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(repository), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(repository), server)
+        # One thread per admitted RPC: more would only queue work the limit already refused.
+        futures.ThreadPoolExecutor(max_workers=limits.max_concurrent_requests,
+                                   thread_name_prefix="l2m-serve"),
+        maximum_concurrent_rpcs=limits.max_concurrent_requests,
+        options=[("grpc.max_receive_message_length", limits.max_message_bytes),
+                 # Responses are bounded by the request limits (images per request).
+                 ("grpc.max_send_message_length", -1),
+                 # gRPC's default SO_REUSEPORT lets a second server share the port and take
+                 # half the connections; one server per port.
+                 ("grpc.so_reuseport", 0)])
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
@@ -408,6 +439,14 @@ def create_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 850
         raise ValueError(f"cannot listen on {address}: {error}") from None
     if bound == 0:
         raise ValueError(f"cannot listen on {address} (port in use?); pick another --port")
+    try:
+        repository = ModelRepository(base_dir, config_file, batching)
+    except BaseException:
+        server.stop(None)
+        raise
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(repository, limits), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(repository), server)
     server.start()
     return server, bound, repository
 
