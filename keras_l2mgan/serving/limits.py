@@ -5,11 +5,13 @@ shape against the signature and against the bytes or values it carries, and the 
 encoded images. Nothing is expanded or decoded before it passes, so a few hundred bytes can no
 longer ask for gigabytes (``tf.make_ndarray`` fills a declared shape from a single value).
 
-Memory model, per server: each running request holds at most a few copies of its message
-(``max_message_bytes``), so concurrent requests (``max_concurrent_requests``) bound that part;
-``edit_encoded`` decodes every image at full size as float32 before resizing (about 16 bytes per
-pixel), which ``max_decoded_pixels``, a budget shared by all requests, bounds: a request waits
-until its images fit in it.
+Memory, per server (measured by benchmarks/bench_serving_memory.py): a request holds up to ~5
+copies of its message while it runs (gRPC's buffer, the parsed proto, numpy, the TF tensor,
+map_fn's TensorArray), so ``max_concurrent_requests`` x ``max_message_bytes`` bounds that part;
+``edit_encoded`` decodes each image at full size, then casts it to float32 for the resize
+(~15 bytes per pixel), and ``max_decoded_pixels``, a budget shared by all requests, bounds that:
+a request waits until its images fit. Peak RSS <= idle + concurrent x 6 x message bytes
++ decoded pixels x 16 bytes (+ allocator slack).
 """
 
 from __future__ import annotations
@@ -126,8 +128,11 @@ def check_tensor(alias: str, proto, expected, limits: ServingLimits) -> None:
     if field is None:
         raise _invalid(f"input {alias}: dtype {_dtype_name(proto.dtype)} is not supported")
     if proto.tensor_content:
+        if proto.dtype == _STRING:
+            raise _invalid(f"input {alias} is a string tensor: send its values in string_val, "
+                           "not tensor_content")
         itemsize = tf.dtypes.as_dtype(proto.dtype).size
-        if proto.dtype == _STRING or len(proto.tensor_content) != count * itemsize:
+        if len(proto.tensor_content) != count * itemsize:
             raise _invalid(f"input {alias} declares shape {dims} ({count * itemsize} bytes) but "
                            f"sends {len(proto.tensor_content)} bytes of tensor_content")
         return
