@@ -10,6 +10,7 @@ from cli.data import data
 from cli.edit import edit
 from cli.eval import eval_command
 from cli.export import export
+from cli.import_ import import_command
 from cli.info import info
 from cli.serve import serve
 from cli.train import train
@@ -31,6 +32,7 @@ main.add_command(edit)
 main.add_command(train)
 main.add_command(classifier)
 main.add_command(eval_command)
+main.add_command(import_command)
 
 if __name__ == "__main__":
     main()

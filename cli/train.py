@@ -39,6 +39,9 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 @click.option("--resume", default=None, help="Continue the run in this directory at its last "
               "checkpoint; options not given are taken from it (--steps, --lr, --devices, "
               "--multi-worker and output options may change).")
+@click.option("--init-from", default=None, metavar="BUNDLE",
+              help="Start from the weights of this model bundle (e.g. from `l2m import`); its "
+                   "model must be the run's (--preset, --img-size, the data's domains).")
 @click.option("--ema-decay", type=float, default=0.999, show_default=True,
               help="EMA of G and E used for samples/export; 0.99 suits runs under ~3k steps.")
 @click.option("--seed", type=int, default=0, show_default=True)

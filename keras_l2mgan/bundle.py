@@ -2,7 +2,8 @@
 
 A bundle is a directory holding ``config.json`` (the L2MConfig, domain names included) and
 ``model.weights.h5`` (L2MGAN weights; after training the generator and style encoder hold the
-EMA weights). Any backend writes it and any backend reads it.
+EMA weights). Any backend writes it and any backend reads it. A bundle made by ``l2m import``
+also holds ``import.json``: where its weights came from (format, file name, sha256).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from keras_l2mgan.errors import CorruptFileError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
-BUNDLE_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+IMPORT_FILE = "import.json"
+BUNDLE_FILES = (CONFIG_FILE, WEIGHTS_FILE, IMPORT_FILE)
 
 
 def save_bundle(model, directory: str | Path) -> Path:

@@ -67,6 +67,7 @@ class TrainOptions:
     loss_weights: dict[str, Any] = dataclasses.field(default_factory=dict)
     verbose: int = 1
     multi_worker: bool = False
+    init_from: str | None = None  # a bundle (e.g. from `l2m import`) whose weights start the run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -303,10 +304,19 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
                          f"({info.images_per_domain}); an edit needs two")
     config = base.replace(img_size=img_size, num_domains=len(names), domain_names=tuple(names))
 
+    # A resumed run's checkpoint holds every weight: the starting bundle is needed only when
+    # there is none yet.
+    init_from = None
+    if options.init_from and checkpoints.latest_checkpoint(run_dir / "checkpoints") is None:
+        init_from = check_init_bundle(options.init_from, config)
+
     keras.config.set_dtype_policy(options.precision)
     keras.utils.set_random_seed(options.seed)  # again: dataset building drew from it
     with distribution.scope:
         model = L2MGAN(config)
+        if init_from is not None:
+            # Before compile(): the G+E EMA then starts from these weights at the first step.
+            load_init_weights(model, init_from)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
                       ema_decay=options.ema_decay, seed=options.seed,
                       loss_weights=options.loss_weights, jit_compile=options.jit)
@@ -364,6 +374,52 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
                    images_per_second=(callback.step - start_step) * options.batch_size / seconds,
                    last_checkpoint=str(callback.last_checkpoint), history=callback.history)
     return summary
+
+
+_SHAPE_FIELDS = ("img_size", "num_domains", "style_dim", "w_hpf", "base_dim", "max_conv_dim")
+
+
+def check_init_bundle(path: str, config) -> Path:
+    """The bundle directory of --init-from, once its model is this run's model.
+
+    Shapes must match exactly (the weights are loaded as they are); domain names too when
+    the bundle has them, so a head is never trained on another domain's images.
+    """
+    from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
+    from keras_l2mgan.config import L2MConfig
+
+    directory = Path(path)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"--init-from {directory} is not a model bundle: {name} is "
+                                    "missing (make one with `l2m import` or `l2m train`)")
+    theirs = L2MConfig.load(directory / CONFIG_FILE)
+    diffs = [f"{field} {getattr(theirs, field)!r}, not {getattr(config, field)!r}"
+             for field in _SHAPE_FIELDS if getattr(theirs, field) != getattr(config, field)]
+    # The domain count comes from the data; every other shape field from --preset/--img-size.
+    fits = [name for name, preset in PRESETS.items() if all(
+        getattr(preset, f) == getattr(theirs, f) for f in _SHAPE_FIELDS if f != "num_domains")]
+    wrong_size = any(getattr(theirs, f) != getattr(config, f)
+                     for f in _SHAPE_FIELDS if f != "num_domains")
+    hint = f"; pass --preset {fits[0]}" if wrong_size and fits else ""
+    if theirs.domain_names is not None and theirs.domain_names != config.domain_names:
+        diffs.append(f"domains {list(theirs.domain_names)}, not the data's "
+                     f"{list(config.domain_names or ())}")
+    if diffs:
+        raise ValueError(f"--init-from {directory}: the bundle's model has {'; '.join(diffs)}"
+                         f"{hint}")
+    return directory
+
+
+def load_init_weights(model, directory: Path) -> None:
+    from keras_l2mgan.bundle import WEIGHTS_FILE
+
+    try:
+        model.load_weights(str(directory / WEIGHTS_FILE))
+    except Exception as error:  # noqa: BLE001 - h5py, Keras and shape errors alike
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise CorruptFileError(f"--init-from {directory / WEIGHTS_FILE} cannot be loaded "
+                               f"({reason})") from None
 
 
 def _failure_message(callback, options: TrainOptions, run_dir: Path) -> str:
