@@ -5,6 +5,10 @@ Status codes and messages follow tensorflow_model_server: unknown model or versi
 unknown signature FAILED_PRECONDITION, malformed inputs INVALID_ARGUMENT. Like TF Serving's
 default version policy, only the latest version of each model is served unless a models.config
 says otherwise (``model_version_policy { all {} }`` or ``specific { versions: ... }``).
+
+Unlike tensorflow_model_server, every request is bounded before anything is built from it
+(keras_l2mgan.serving.limits): declared shapes against the bytes sent, images per request,
+encoded images by their headers, decoded pixels and RPCs in flight, message size.
 """
 
 from __future__ import annotations
