@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = {
+    "floor": "one 640x480 JPEG (the floor: Python, TensorFlow, the model)",
     "big_1bit": "one 80 MP 1-bit PNG (10000x8000)",
     "jpegs_2": "2 JPEGs of 12 MP (4000x3000)",
     "jpegs_40": "40 JPEGs of 12 MP (4000x3000)",
@@ -42,13 +43,14 @@ def make_inputs(case: str, folder: Path) -> list[Path]:
         image.save(path, optimize=True)
         return [path]
     # A smooth gradient with mild noise: a phone-photo-like JPEG of a few MB.
+    width, height = (640, 480) if case == "floor" else (4000, 3000)
     rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:3000, 0:4000]
-    base = np.stack([x * 255 / 4000, y * 255 / 3000, (x + y) * 255 / 7000], -1)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
     pixels = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
     first = folder / "photo_00.jpg"
     Image.fromarray(pixels).save(first, quality=90)
-    count = int(case.split("_")[1])
+    count = 1 if case == "floor" else int(case.split("_")[1])
     paths = [first]
     for i in range(1, count):  # same bytes, distinct files: decoding cost is what matters
         paths.append(folder / f"photo_{i:02d}.jpg")
