@@ -257,8 +257,17 @@ def describe(config: L2MConfig) -> str:
             f"max_conv_dim {config.max_conv_dim}")
 
 
-def _check_and_collect(nets, layouts, fmt: str, config: L2MConfig):
-    """Compare every expected key with the file; return (assignments, extras, dead keys)."""
+def match_weights(nets: dict[str, dict[str, np.ndarray]], model, fmt: str):
+    """Pair every official key of the networks in ``nets`` with its Keras variable.
+
+    Returns (assignments [(key, variable, Keras-layout array)], extra keys, dead keys); any
+    missing, misshapen or unexpected layer key raises one CorruptFileError naming it.
+    """
+    config = model.config
+    layouts = {"generator": generator_layout(model.generator),
+               "style_encoder": style_encoder_layout(model.style_encoder, fmt == "l2mgan")}
+    if "discriminator" in nets:
+        layouts["discriminator"] = discriminator_layout(model.discriminator)
     misfits, assignments, extras, dead = [], [], [], []
     for entry, params in layouts.items():
         state, expected = nets[entry], {key for key, _, _ in params}
@@ -324,13 +333,9 @@ def import_checkpoint(path: str | Path, fmt: str = "auto", img_size: int | None 
 
     keras.utils.set_random_seed(seed)
     model = L2MGAN(config)
-    layouts = {"generator": generator_layout(model.generator),
-               "style_encoder": style_encoder_layout(model.style_encoder, fmt == "l2mgan")}
-    if "discriminator" in nets:
-        layouts["discriminator"] = discriminator_layout(model.discriminator)
-    assignments, extras, dead = _check_and_collect(nets, layouts, fmt, config)
+    assignments, extras, dead = match_weights(nets, model, fmt)
     for _, variable, array in assignments:
-        variable.assign(array.astype("float32"))
+        variable.assign(array.astype("float32", copy=False))
 
     fresh = []
     if fmt == "stargan-v2":
@@ -347,7 +352,8 @@ def import_checkpoint(path: str | Path, fmt: str = "auto", img_size: int | None 
                      f"({len(dead)} tensors; the official code never calls them)")
     source = {
         "format": fmt, "file": path.name, "sha256": sha256_of(path),
-        "imported": {e: len(p) for e, p in layouts.items()},
+        "imported": {e: sum(key.startswith(f"{e}.") for key, _, _ in assignments)
+                     for e in NETWORKS if e in nets},
         "fresh": fresh, "not_imported": not_imported, "ignored": dead, "extra_keys": extras,
         "keras_l2mgan": __version__,
     }
