@@ -132,6 +132,7 @@ class ServerEditor:
         from keras_l2mgan.serving.client import ServingClient
 
         self.client = ServingClient(address, timeout_s=timeout_s)
+        self.address = address
         self.name = model_name
         self.description = f"model {model_name!r} served at {address}"
         try:
@@ -143,10 +144,22 @@ class ServerEditor:
         self.domain_names = info["domain_names"]
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
-        return self.client.edit(self.name, images, source, target, alpha)
+        return self._call(self.client.edit, images, source, target, alpha)
 
     def classify(self, images) -> np.ndarray:
-        return self.client.classify(self.name, images)
+        return self._call(self.client.classify, images)
+
+    def _call(self, method, *args) -> np.ndarray:
+        """A refused or failed RPC becomes one line naming the server and its answer."""
+        import grpc
+
+        try:
+            return method(self.name, *args)
+        except grpc.RpcError as error:
+            hint = (" (lower --batch-size)" if "images per request" in (error.details() or "")
+                    else "")
+            raise ValueError(f"server {self.address}, model {self.name!r}: "
+                             f"{error.code().name}: {error.details()}{hint}") from None
 
 
 def open_editor(model: str | None, server: str | None = None,

@@ -267,3 +267,25 @@ def test_batching_never_splices_one_clients_rows_into_anothers(served):
     assert not isinstance(results[1], Exception), results[1]
     assert np.abs(results[1].astype(int) - expected.astype(int)).max() <= 1
     assert process.poll() is None
+
+
+def test_l2m_edit_reports_a_refused_server_request_in_one_line(served, tmp_path):
+    """33 frames in one request exceed the server's 32 images per request: one line, no
+    traceback, nothing written."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cli.main import main
+
+    client, _, _ = served
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(photo)
+    result = CliRunner().invoke(main, ["edit", str(photo), "--to", "not_smiling", "--from",
+                                       "smiling", "--server", client.target, "--model", "faces",
+                                       "--sweep", "0:1:33", "--batch-size", "40"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "INVALID_ARGUMENT" in errors[0], result.stderr
+    assert "lower --batch-size" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
