@@ -362,15 +362,61 @@ main(["import", sys.argv[1], "-o", sys.argv[2]])
 """
 
 
-@pytest.mark.tensorflow_only
-def test_without_torch_the_error_names_the_extra(tmp_path, small_ckpt):
+def _import_without_torch(ckpt: Path, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(small_ckpt[1]),
-                             str(tmp_path / "out")], capture_output=True, text=True, env=env,
-                            cwd=REPO_ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(ckpt), str(out)],
+                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+
+
+@pytest.mark.tensorflow_only
+def test_without_torch_zip_files_import_and_others_name_the_extra(tmp_path, small_ckpt):
+    from keras_l2mgan.bundle import load_bundle
+
+    result = _import_without_torch(small_ckpt[1], tmp_path / "b")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with_torch = _invoke("import", small_ckpt[1], "-o", tmp_path / "b_torch")
+    assert with_torch.exit_code == 0
+    for a, b in zip(load_bundle(tmp_path / "b").weights, load_bundle(tmp_path / "b_torch").weights,
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    legacy = tmp_path / "legacy.ckpt"  # torch < 1.6's format: no zip
+    torch.save(small_ckpt[0], legacy, _use_new_zipfile_serialization=False)
+    result = _import_without_torch(legacy, tmp_path / "out")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "pip install 'keras-l2mgan[torch]'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.tensorflow_only
+def test_zip_reader_equals_torch_load(tmp_path):
+    from keras_l2mgan.importers.checkpoint import _to_numpy
+    from keras_l2mgan.importers.torch_zip import UnsupportedPickle, read_torch_zip
+
+    ckpt = _checkpoint(ref.build(img_size=32, flavour="stargan-v2"),
+                       ("generator", "style_encoder", "mapping_network"))
+    ckpt["fan"] = {"bn.num_batches_tracked": torch.tensor(5),  # 0-d int64
+                   "t": torch.arange(12.0).reshape(3, 4).t(),  # a strided view
+                   "h": torch.ones(3, dtype=torch.float16), "e": torch.zeros(0, 3),
+                   "bf": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
+    ckpt["epoch"], ckpt["meta"] = 3, {"name": "x", "values": [1, 2.0, None]}
+    path = tmp_path / "x.ckpt"
+    torch.save(ckpt, path)
+    ours, theirs = read_torch_zip(path), _to_numpy(torch.load(path, weights_only=True), torch, 0)
+
+    def same(a, b):
+        assert type(a) is type(b) or isinstance(a, dict) and isinstance(b, dict)
+        if isinstance(a, dict):
+            assert list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+        elif isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        else:
+            assert a == b
+        return True
+
+    assert same(ours, theirs)
+    torch.save({"generator": Evil()}, path)
+    with pytest.raises(UnsupportedPickle, match="posix.system|nt.system"):
+        read_torch_zip(path)
 
 
 # --- l2m train --init-from ----------------------------------------------------------------------

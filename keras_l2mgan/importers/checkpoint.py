@@ -25,7 +25,9 @@ def read_torch_checkpoint(path: str | Path) -> Any:
     """The object a ``torch.save`` file holds, every tensor turned into a NumPy array.
 
     ``torch.load(weights_only=True)`` unpickles tensors and plain containers only: a file that
-    would run code is refused. Any unreadable file is one CorruptFileError naming it.
+    would run code is refused. Without torch, zip-format files (torch >= 1.6) go through a
+    restricted reader of the same kind (torch_zip.py). Any unreadable file is one
+    CorruptFileError naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -33,8 +35,7 @@ def read_torch_checkpoint(path: str | Path) -> Any:
     try:
         import torch
     except ImportError:
-        raise MissingTorchError(f"reading the PyTorch checkpoint {path.name} needs torch: "
-                                f"{TORCH_EXTRA}") from None
+        return _read_without_torch(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - zip, pickle and torch errors alike
@@ -45,6 +46,27 @@ def read_torch_checkpoint(path: str | Path) -> Any:
             reason = (text.splitlines()[0][:200] if text else type(error).__name__)
         raise CorruptFileError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
     return _to_numpy(data, torch, 0)
+
+
+def _read_without_torch(path: Path) -> Any:
+    """The zip format through the restricted reader; anything else needs torch."""
+    import pickle
+    import zipfile
+
+    from keras_l2mgan.importers.torch_zip import UnsupportedPickle, read_torch_zip
+
+    needs_torch = f"reading {path.name} needs torch: {TORCH_EXTRA}"
+    if not zipfile.is_zipfile(path):
+        raise MissingTorchError(f"{needs_torch} (it is not in torch's zip format, which is "
+                                "read without torch)")
+    try:
+        return read_torch_zip(path)
+    except UnsupportedPickle as error:
+        raise MissingTorchError(f"{needs_torch} ({error})") from None
+    except (zipfile.BadZipFile, pickle.UnpicklingError, KeyError, ValueError, EOFError,
+            TypeError, IndexError, AttributeError) as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise CorruptFileError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
 
 
 def _to_numpy(value: Any, torch, depth: int) -> Any:
