@@ -8,6 +8,7 @@ import click
 
 from cli.common import backend_option
 
+EVAL_FILES = ("eval.json", "eval.md", "eval_grid.png")
 DEFAULT_CLASSIFIER = "classifiers/synthetic_faces_{img_size}px"
 
 
@@ -69,6 +70,7 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
 
     Writes eval.json, eval.md and eval_grid.png to the output directory.
     """
+    from keras_l2mgan.atomic import check_replaceable
     from keras_l2mgan.editors import open_editor
     from keras_l2mgan.metrics import report
     from keras_l2mgan.metrics.classifier import AttributeClassifier
@@ -78,6 +80,9 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
     if not Path(model).exists():
         raise FileNotFoundError(f"model {model} does not exist; pass a run dir, a bundle dir, "
                                 "saved_models/NAME or a SavedModel version dir")
+    out = Path(output) if output else default_output(model)
+    # Before minutes of evaluation: -o must be new, empty or an earlier eval's results dir.
+    check_replaceable(out, "eval results directory", EVAL_FILES)
     editor = open_editor(model)
     synthetic = data.strip().lower() == "synthetic"
     if classifier_dir is None:
@@ -103,7 +108,6 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
             log=click.echo)
         results["model"] = model
         markdown = report.dataset_markdown(results)
-    out = Path(output) if output else default_output(model)
     report.write_atomic(out / "eval.json", report.to_json(results))
     report.write_atomic(out / "eval.md", markdown)
     report.write_atomic(out / "eval_grid.png", report.image_grid(rows, columns))

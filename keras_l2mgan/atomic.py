@@ -48,8 +48,12 @@ def check_replaceable(target: str | Path, kind: str, our_names: Collection[str])
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
                                           else "")
         raise ForeignDirectoryError(
-            f"{target} is not empty and not a {kind} (it holds {shown}); refusing to replace "
-            "it: pick a new or empty directory")
+            f"{target} is not empty and not {_article(kind)} {kind} (it holds {shown}); "
+            "refusing to replace it: pick a new or empty directory")
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 def current_umask() -> int:

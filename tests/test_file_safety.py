@@ -111,3 +111,27 @@ def test_a_second_run_on_a_run_dir_in_use_is_refused_naming_the_owner(tmp_path):
     with RunDirLock(run_dir) as lock:
         assert lock.path.is_file()
     assert not (run_dir / ".lock").exists()
+
+
+def test_eval_refuses_a_users_folder_as_its_output_before_evaluating(tmp_path):
+    folder = tmp_path / "report"
+    before = _users_folder(folder)
+    (folder / "eval.md").write_text("my own notes, not an eval report")
+    before = _snapshot(folder)
+    result = _invoke("eval", tmp_path, "-o", folder)
+    assert result.exit_code == 2
+    assert "not empty and not an eval results directory" in _error_line(result)
+    assert _snapshot(folder) == before
+
+
+def test_a_planted_lock_symlink_never_truncates_its_target(tmp_path):
+    from keras_l2mgan.training.run_lock import RunDirInUseError, RunDirLock
+
+    precious = tmp_path / "bashrc"
+    precious.write_text("export PATH=...")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").symlink_to(precious)
+    with pytest.raises(RunDirInUseError, match="cannot open its lock file"):
+        RunDirLock(run_dir).acquire()
+    assert precious.read_text() == "export PATH=..."

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from keras_l2mgan.atomic import write_file_atomic
 
 
 def write_atomic(path: str | Path, data: str | bytes | Image.Image) -> Path:
     """Write text, bytes or a PNG to a temp file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if isinstance(data, Image.Image):
-            data.save(tmp, format="PNG")
-        elif isinstance(data, str):
-            tmp.write_text(data)
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    if isinstance(data, Image.Image):
+        buffer = io.BytesIO()
+        data.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return write_file_atomic(path, data)  # a unique temp name: two writers never collide
 
 
 def _clean(value):

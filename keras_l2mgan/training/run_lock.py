@@ -36,7 +36,12 @@ class RunDirLock:
             self.run_dir.mkdir(parents=True)
             self.created_dir = True
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # O_NOFOLLOW: a planted .lock symlink must not make us truncate its target
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as error:
+                raise RunDirInUseError(f"run dir {self.run_dir}: cannot open its lock file "
+                                       f"{self.path} ({error.strerror}); remove it if it is "
+                                       "not a plain file") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
