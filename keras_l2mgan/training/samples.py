@@ -33,11 +33,14 @@ def sample_grid(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def write_png(grid: np.ndarray, path: str | Path) -> Path:
     """Write a uint8 image atomically."""
+    import io
+
     from PIL import Image
+
+    from keras_l2mgan.atomic import write_file_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(grid).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format="PNG")
+    return write_file_atomic(path, buffer.getvalue())
