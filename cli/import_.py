@@ -45,8 +45,9 @@ def import_command(checkpoint: str, output: str, fmt: str, img_size: int | None,
                    landmarks_mean: str | None, seed: int) -> None:
     """Turn an official *_nets_ema.ckpt / *_nets.ckpt into a bundle for edit, export, train.
 
-    The file is read with torch.load(weights_only=True): nothing in it runs. Any misfit is
-    one error line naming the key, the expected and the found shape; nothing is written then.
+    The file is read with torch.load(weights_only=True), or without torch by a restricted
+    reader of its zip format: nothing in it runs. Any misfit is one error line naming the
+    key, the expected and the found shape; nothing is written then.
     """
     from keras_l2mgan.importers.fan_files import check_landmarks_mean, check_wing
     from keras_l2mgan.importers.official import describe, import_checkpoint, save_imported
