@@ -12,8 +12,8 @@ def _domain_names(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     names = tuple(name.strip() for name in value.split(","))
-    if any(not name for name in names):
-        raise ValueError(f"--domains {value!r}: give comma-separated names, e.g. "
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise ValueError(f"--domains {value!r}: give distinct comma-separated names, e.g. "
                          "not_smiling,smiling")
     return names
 

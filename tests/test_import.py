@@ -461,3 +461,9 @@ def test_train_init_from_an_imported_bundle(tmp_path, small_ckpt):
                 zip(start.generator.get_weights(), fresh.generator.get_weights(), strict=True))
     # One step at lr 1e-4 moves a weight by ~1e-4 (Adam); a fresh start is ~1 away.
     assert moved < 1e-2 < apart, (moved, apart)
+    # Resuming reads the run's checkpoint: the starting bundle is not needed any more.
+    import shutil
+
+    shutil.rmtree(bundle)
+    result = _invoke("train", "--resume", tmp_path / "run", "--steps", "2")
+    assert result.exit_code == 0, result.output + result.stderr

@@ -247,7 +247,7 @@ def infer_config(nets: dict[str, dict[str, np.ndarray]], img_size: int | None = 
                            dim_in=None if dim_in == official_dim else dim_in,
                            domain_names=domain_names)
     except ValueError as error:
-        raise CorruptFileError(f"the checkpoint's shapes give no valid model: {error}") from None
+        raise CorruptFileError(f"no valid model for this checkpoint: {error}") from None
     return config, notes
 
 
