@@ -36,7 +36,8 @@ class L2MConfig:
     """Every hyper-parameter that fixes the networks' shapes.
 
     ``dim_in=None`` means the official width ``2**14 // img_size`` (capped at ``max_conv_dim``);
-    the CPU presets set it smaller.
+    the CPU presets set it smaller. ``fan=True`` adds StarGAN v2's face-landmark network, whose
+    heatmaps give the generator its face masks when w_hpf > 0 (as the official model does).
     """
 
     img_size: int = 256
@@ -46,6 +47,7 @@ class L2MConfig:
     dim_in: int | None = None
     max_conv_dim: int = 512
     domain_names: tuple[str, ...] | None = None
+    fan: bool = False
 
     def __post_init__(self) -> None:
         # A config.json is read from disk, so every field is checked for type and range: a
@@ -75,6 +77,8 @@ class L2MConfig:
                     f"domain_names must be {self.num_domains} distinct names, got {list(names)}"
                 )
             object.__setattr__(self, "domain_names", names)
+        if not isinstance(self.fan, bool):
+            raise ValueError(f"fan must be true or false, got {self.fan!r}")
 
     # Derived widths and depths (the official formulas).
 

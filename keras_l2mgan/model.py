@@ -57,6 +57,12 @@ class L2MGAN(keras.Model):
                                           c.max_conv_dim, name="style_encoder")
         self.discriminator = Discriminator(c.img_size, c.num_domains, c.dim_in, c.max_conv_dim,
                                            name="discriminator")
+        self.fan = None
+        if c.fan:
+            from keras_l2mgan.networks.fan import FAN
+
+            self.fan = FAN(name="fan")
+            self.fan.trainable = False  # pretrained and frozen, as in the official training
         self.built = True
 
     @classmethod
@@ -64,12 +70,27 @@ class L2MGAN(keras.Model):
         return cls(get_preset(name, **overrides))
 
     def edit(self, x, source, target, alpha=1.0, masks=None):
-        """See :func:`edit`. Labels may be ints (one domain for the whole batch) or (N,) arrays."""
+        """See :func:`edit`. Labels may be ints (one domain for the whole batch) or (N,) arrays.
+
+        With w_hpf > 0 and a FAN, masks default to :meth:`face_masks` of x, as the official
+        code always computes them; without a FAN the mask injection is skipped.
+        """
         x = ops.convert_to_tensor(x)
         batch = x.shape[0]
         source = self._labels(source, batch, "source")
         target = self._labels(target, batch, "target")
+        if masks is None and self.fan is not None and self.config.w_hpf > 0:
+            masks = self.face_masks(x)
         return edit(self.generator, self.style_encoder, x, source, target, alpha, masks)
+
+    def face_masks(self, x):
+        """(coarse, fine) face masks of [-1, 1] images x, each (N, 256, 256, 1) float32."""
+        if self.fan is None:
+            raise ValueError("this model has no FAN (config fan=false): pass masks explicitly "
+                             "or use a bundle with one (l2m import --wing wing.ckpt)")
+        from keras_l2mgan.masks import heatmaps_to_masks
+
+        return heatmaps_to_masks(self.fan(ops.convert_to_tensor(x)))
 
     def _labels(self, labels, batch, argument):
         check_labels(labels, self.config.num_domains, argument)
@@ -173,7 +194,7 @@ class L2MGAN(keras.Model):
         return images, source, ops.cast(target, "int32")
 
     def ema_model(self) -> L2MGAN:
-        """A float32 L2MGAN whose generator and style encoder hold the EMA weights (D: raw).
+        """A float32 L2MGAN whose generator and style encoder hold the EMA weights (D, FAN: raw).
 
         This is what samples, evaluation and export use. Built once, refreshed on each call.
         """
@@ -189,9 +210,11 @@ class L2MGAN(keras.Model):
                 keras.config.set_dtype_policy(policy)
             object.__setattr__(self, "_ema_copy", copy)  # not tracked: not part of this model
         ema = {id(raw): avg for raw, avg in self.optimizer.ema_pairs()}
-        for net, net_copy in ((self.generator, copy.generator),
-                              (self.style_encoder, copy.style_encoder),
-                              (self.discriminator, copy.discriminator)):
+        pairs = [(self.generator, copy.generator), (self.style_encoder, copy.style_encoder),
+                 (self.discriminator, copy.discriminator)]
+        if self.fan is not None:
+            pairs.append((self.fan, copy.fan))
+        for net, net_copy in pairs:
             for raw, target in zip(net.weights, net_copy.weights, strict=True):
                 target.assign(ops.convert_to_numpy(ema.get(id(raw), raw)))
         return copy
