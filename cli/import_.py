@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from cli.common import backend_option
 from keras_l2mgan.importers.checkpoint import FORMATS
+
+from .common import backend_option
 
 
 def _domain_names(value: str | None) -> tuple[str, ...] | None:
