@@ -376,7 +376,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
     return summary
 
 
-_SHAPE_FIELDS = ("img_size", "num_domains", "style_dim", "w_hpf", "base_dim", "max_conv_dim")
+_SHAPE_FIELDS = ("img_size", "num_domains", "style_dim", "w_hpf", "base_dim", "max_conv_dim",
+                 "fan")
 
 
 def check_init_bundle(path: str, config) -> Path:
