@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import backend_option
+from .common import backend_option
 
 DEFAULT_DIR = "classifiers/synthetic_faces_{img_size}px"
 
@@ -17,23 +17,30 @@ def classifier() -> None:
 @classifier.command("train")
 @backend_option
 @click.option("--attrs", default=None,
-              help="Comma-separated attributes (default: all six synthetic attributes: "
-              "Smiling, Male, Young, Eyeglasses, Bangs, Blond_Hair).")
-@click.option("--img-size", type=click.IntRange(min=16), default=64, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate "
-              "(cosine decay to 0).")
+              show_default="all six: Smiling, Male, Young, Eyeglasses, Bangs, Blond_Hair",
+              help="Comma-separated synthetic-face attributes to classify.")
+@click.option("--img-size", type=click.IntRange(16, 1024), default=64, show_default=True,
+              help="Image size in pixels; `l2m eval` needs the model's size.")
+@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True,
+              help="Training steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Faces per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True, help="Peak learning rate (cosine decay to 0).")
 @click.option("--num-train", type=click.IntRange(min=1), default=None,
-              help="Faces of the train split to use (default: the whole split, 20000).")
+              show_default="the whole split, 20000", help="Faces of the train split to use.")
 @click.option("--num-test", type=click.IntRange(min=1), default=None,
-              help="Faces of the test split to report accuracy on (default: all 2000).")
-@click.option("--seed", type=int, default=0, show_default=True)
+              show_default="all 2000", help="Faces of the test split to report accuracy on.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed of the weights and the order of the faces.")
 @click.option("-o", "--output", default=None,
-              help=f"Output directory (default: {DEFAULT_DIR.format(img_size='SIZE')}).")
+              show_default=DEFAULT_DIR.format(img_size="SIZE"),
+              help="Output directory (new, empty, or a classifier directory).")
 def train(attrs: str | None, img_size: int, steps: int, batch_size: int, lr: float,
           num_train: int | None, num_test: int | None, seed: int, output: str | None) -> None:
-    """Train the classifier on the synthetic train split; report test-split accuracy."""
+    """Train the classifier on the synthetic train split; report test-split accuracy.
+
+    Progress goes to stderr; the accuracy table to stdout."""
     from keras_l2mgan.atomic import check_replaceable
     from keras_l2mgan.data.synthetic_faces import renderer
     from keras_l2mgan.metrics.classifier import (
@@ -50,7 +57,7 @@ def train(attrs: str | None, img_size: int, steps: int, batch_size: int, lr: flo
     # Before minutes of training: -o must be new, empty or a classifier dir (never a home dir).
     check_replaceable(output, CLASSIFIER_KIND, CLASSIFIER_FILES)
     model = train_classifier(names, img_size, steps, batch_size, lr, num_train, num_test, seed,
-                             log=click.echo)
+                             log=lambda message: click.echo(message, err=True))
     model.save(output)
     click.echo(f"saved {output}")
     click.echo("test-split accuracy (real synthetic test images):")

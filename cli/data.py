@@ -8,27 +8,45 @@ from pathlib import Path
 
 import click
 
-from cli.common import backend_option
+from .common import DataSource, backend_option
 
 
 def _dataset_options(func):
     options = [
-        click.option("--dataset", "source", default="synthetic", show_default=True,
-                     help="synthetic, celeba, celeba_hq, or a folder (root/{train,val}/<domain>/*, "
-                          "or images + a CelebA-format attribute file)."),
+        click.option("--data", "source", type=DataSource(), default="synthetic",
+                     show_default=True,
+                     help="Dataset: synthetic, celeba, celeba_hq, or a folder "
+                          "(root/{train,val}/<domain>/*, or images + a CelebA-format attribute "
+                          "file)."),
+        # The old spelling: `l2m train` and `l2m eval` say --data.
+        click.option("--dataset", "dataset_alias", type=DataSource(), default=None,
+                     hidden=True, help="Old name of --data."),
         click.option("--attrs", default="smiling", show_default=True,
                      help="Comma-separated attributes; every combination is a domain "
                           "(ignored for domain folders)."),
-        click.option("--img-size", default=64, show_default=True, type=int),
+        click.option("--img-size", default=64, show_default=True, type=click.IntRange(8, 1024),
+                     help="Image size in pixels."),
         click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-                     help="TFDS data directory / CelebA-HQ location "
-                          "[default: $L2M_DATA_DIR or ~/tensorflow_datasets]."),
-        click.option("--num-examples", default=None, type=int,
+                     show_default="$L2M_DATA_DIR, else ~/tensorflow_datasets",
+                     help="TFDS data directory / CelebA-HQ location."),
+        click.option("--num-examples", default=None, type=click.IntRange(min=1),
+                     show_default="the whole dataset",
                      help="Synthetic: generate a dataset of this size; others: cap the images."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _source(ctx: click.Context, source: str, alias: str | None) -> str:
+    """--data, or its old spelling --dataset; both at once must agree."""
+    if alias is None:
+        return source
+    given = ctx.get_parameter_source("source") != click.core.ParameterSource.DEFAULT
+    if given and alias != source:
+        raise click.UsageError(f"--data {source} and --dataset {alias} disagree; --dataset is "
+                               "the old name of --data: pass one")
+    return alias
 
 
 @click.group()
@@ -39,22 +57,25 @@ def data() -> None:
 @data.command()
 @backend_option
 @_dataset_options
-@click.option("--split", default="train", show_default=True)
-@click.option("-n", "--per-domain", default=8, show_default=True, help="Images per domain (row).")
+@click.option("--split", default="train", show_default=True,
+              help="Split to draw from (train, test, val: what the dataset has).")
+@click.option("-n", "--per-domain", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images per domain (row).")
 @click.option("--augment/--no-augment", default=False, show_default=True,
               help="Show the training augmentation.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the shuffle (and of the augmentation).")
 @click.option("-o", "--output", default="data_preview.png", show_default=True,
               type=click.Path(dir_okay=False), help="PNG to write.")
-def preview(source, attrs, img_size, data_dir, num_examples, split, per_domain, augment, seed,
-            output) -> None:
+@click.pass_context
+def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples, split,
+            per_domain, augment, seed, output) -> None:
     """Write a PNG grid: one row per domain, labelled with the domain name."""
     import numpy as np
 
     from keras_l2mgan.data import build_dataset
 
-    if per_domain < 1:
-        raise ValueError(f"--per-domain must be >= 1, got {per_domain}")
+    source = _source(ctx, source, dataset_alias)
     info = build_dataset(source, attrs=attrs, img_size=img_size, batch_size=1, split=split,
                          data_dir=data_dir, seed=seed, augment=augment, repeat=True,
                          num_examples=num_examples)
@@ -112,12 +133,15 @@ def _save_png(image, output: str) -> None:
 @data.command()
 @backend_option
 @_dataset_options
-@click.option("--split", "splits", multiple=True,
-              help="Split(s) to count [default: all the dataset has].")
-def stats(source, attrs, img_size, data_dir, num_examples, splits) -> None:
+@click.option("--split", "splits", multiple=True, show_default="all the dataset has",
+              help="Split to count (repeat the option for several).")
+@click.pass_context
+def stats(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples, splits) -> None:
     """Print the number of images per domain and split."""
     from keras_l2mgan.data import build_dataset
     from keras_l2mgan.data.pipeline import available_splits
+
+    source = _source(ctx, source, dataset_alias)
 
     splits = splits or available_splits(source, attrs, img_size, data_dir, num_examples)
     click.echo(f"dataset {source}  img_size {img_size}")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import math
 import os
 from collections import Counter
 from pathlib import Path
 
 import click
 
-from cli.common import backend_option
+from .common import ALPHA_RANGE, backend_option, raised_in_our_code
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -18,36 +20,67 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_FRAMES = 64
 
 
-def parse_alphas(alpha: str, sweep: str | None) -> list[float]:
-    """'0.7' or '0,0.5,1' or a sweep 'start:stop:count' -> the list of edit strengths."""
-    import numpy as np
+def _check_range(value: float, text: str) -> float:
+    low, high = ALPHA_RANGE
+    if not math.isfinite(value):
+        raise ValueError(f"must be finite, got {text.strip()!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{value:g} is outside {low:g} to {high:g} (0 reconstructs, 1 is the "
+                         "full edit, above 1 extrapolates)")
+    return value
 
-    if sweep:
-        parts = sweep.split(":")
-        try:
-            start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
-        except (ValueError, IndexError):
-            raise ValueError(f"--sweep must be START:STOP:COUNT like 0:1.25:6, got {sweep!r}")\
-                from None
-        if len(parts) != 3 or count < 2 or not np.isfinite([start, stop]).all():
-            raise ValueError(f"--sweep must be START:STOP:COUNT with finite START and STOP and "
-                             f"COUNT >= 2, got {sweep!r}")
-        if count > MAX_FRAMES:
-            raise ValueError(f"--sweep COUNT is {count}, over the limit of {MAX_FRAMES} frames")
-        return [round(float(a), 6) for a in np.linspace(start, stop, count)]
+
+def alpha_list(text: str) -> list[float]:
+    """'0.7' or '0,0.5,1' -> the edit strengths (ValueError without the option's name)."""
     values = []
-    for item in alpha.split(","):
+    for item in text.split(","):
         try:
             value = float(item)
         except ValueError:
-            raise ValueError(f"--alpha must be a number or a comma-separated list of numbers "
-                             f"(like 0.7 or 0,0.5,1), got {item.strip()!r}") from None
-        if not np.isfinite(value):
-            raise ValueError(f"--alpha must be finite, got {item.strip()!r}")
-        values.append(value)
+            raise ValueError(f"must be a number or a comma-separated list of numbers (like 0.7 "
+                             f"or 0,0.5,1), got {item.strip()!r}") from None
+        values.append(_check_range(value, item))
     if len(values) > MAX_FRAMES:
-        raise ValueError(f"--alpha has {len(values)} values, over the limit of {MAX_FRAMES}")
+        raise ValueError(f"has {len(values)} values, over the limit of {MAX_FRAMES}")
     return values
+
+
+def sweep_alphas(text: str) -> list[float]:
+    """'START:STOP:COUNT' -> COUNT evenly spaced edit strengths."""
+    import numpy as np
+
+    parts = text.split(":")
+    try:
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+    except (ValueError, IndexError):
+        raise ValueError(f"must be START:STOP:COUNT like 0:1.25:6, got {text!r}") from None
+    if len(parts) != 3 or count < 2:
+        raise ValueError(f"must be START:STOP:COUNT with COUNT >= 2, got {text!r}")
+    _check_range(start, parts[0])
+    _check_range(stop, parts[1])
+    if count > MAX_FRAMES:
+        raise ValueError(f"COUNT is {count}, over the limit of {MAX_FRAMES} frames")
+    return [round(float(a), 6) for a in np.linspace(start, stop, count)]
+
+
+def parse_alphas(alpha: str, sweep: str | None) -> list[float]:
+    """'0.7' or '0,0.5,1' or a sweep 'start:stop:count' -> the list of edit strengths."""
+    try:
+        return sweep_alphas(sweep) if sweep else alpha_list(alpha)
+    except ValueError as error:
+        raise ValueError(f"{'--sweep' if sweep else '--alpha'} {error}") from None
+
+
+def _parsed(parse):
+    """A click callback: the option's text parsed at parse time, errors naming the option."""
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), ctx, param) from None
+    return callback
 
 
 def expand_inputs(images: tuple[str, ...]) -> list[Path]:
@@ -87,25 +120,34 @@ def output_paths(inputs: list[Path], tag: str, sweeping: bool, output: str | Non
     input or in the -o folder. With -o FOLDER, inputs from different folders that share a stem
     keep their folders relative to the inputs' common parent; inputs that still share a stem in
     one folder (face.png, face.jpg) get their extension too: face-png_TAG.png, face-jpg_TAG.png.
+    -o FOLDER/ (a trailing slash) or -o FOLDER with several inputs is a folder, created when
+    the outputs are written if it is missing; an image file's folder must exist.
     """
     from keras_l2mgan.photo import check_writable
 
     target = Path(output) if output else None
-    if target is not None and target.suffix.lower() in IMAGE_SUFFIXES and not target.is_dir():
+    folder_wanted = output is not None and (output.endswith(("/", os.sep)) or len(inputs) > 1)
+    if target is not None and target.suffix.lower() in IMAGE_SUFFIXES and not target.is_dir() \
+            and not output.endswith(("/", os.sep)):
         if len(inputs) > 1:
             raise ValueError(f"-o {output} is a file but there are {len(inputs)} images; "
-                             "pass a directory")
+                             "pass a folder (-o FOLDER/)")
         if sweeping and target.suffix.lower() != ".png":
             raise ValueError("with several alphas -o must end in .png (a GIF is written beside)")
         check_writable(target.parent)
         paths = [(target, target.with_suffix(".gif") if sweeping else None)]
         _check_outputs(inputs, paths)
         return paths
-    if target is not None and target.suffix and not target.is_dir():
-        raise ValueError(f"-o {output}: unsupported image type {target.suffix!r}; use one of "
-                         f"{', '.join(IMAGE_SUFFIXES)} or a directory")
+    if target is not None and target.exists() and not target.is_dir():
+        raise ValueError(f"-o {output} is an existing file that is not an image; pass an image "
+                         "file name or a folder")
+    if target is not None and not target.exists() and not folder_wanted:
+        if target.suffix:
+            raise ValueError(f"-o {output}: unsupported image type {target.suffix!r}; use one of "
+                             f"{', '.join(IMAGE_SUFFIXES)} or a folder (-o FOLDER/)")
+        raise ValueError(f"-o {output}: no such folder; end it with a slash (-o {output}/) to "
+                         "create it, or name an image file (.png, .jpg, ...)")
     if target is not None:
-        check_writable(target)
         folders = _mirrored_folders(inputs, target)
     else:
         folders = [path.parent for path in inputs]
@@ -121,7 +163,8 @@ def output_paths(inputs: list[Path], tag: str, sweeping: bool, output: str | Non
         paths.append((folder / f"{stem}_strip.png", folder / f"{stem}.gif") if sweeping
                      else (folder / f"{stem}.png", None))
     for folder in {_resolved(folder): folder for folder in folders}.values():
-        # A mirrored folder is created under -o when the outputs are committed.
+        # A missing folder (-o FOLDER/, or one mirrored under it) is created when the outputs
+        # are written, and removed again if the run fails.
         existing = next(p for p in [folder, *folder.parents] if p.exists())
         if not existing.is_dir():
             raise ValueError(f"cannot write to {folder}: {existing} is a file")
@@ -172,28 +215,36 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
 @click.option("--to", "to", required=True,
               help="Target attribute(s) or domain: smiling, not_smiling, smiling,male, or a "
               "domain name (cat, dog, ...). Other attributes keep the source's values.")
-@click.option("--alpha", default="1.0", show_default=True,
-              help="Edit strength: 0 reconstructs, 1 is the full edit, >1 extrapolates; "
-              f"several comma-separated values (at most {MAX_FRAMES}) write a strip and a GIF.")
-@click.option("--sweep", default=None, help="START:STOP:COUNT alphas, e.g. 0:1.25:6 "
-              f"(a PNG strip and an animated GIF; COUNT at most {MAX_FRAMES}).")
-@click.option("-o", "--output", default=None,
-              help="Output file (one image) or existing folder (default: beside each input). "
+@click.option("--alpha", default="1.0", show_default=True, callback=_parsed(alpha_list),
+              help=f"Edit strength, {ALPHA_RANGE[0]:g} to {ALPHA_RANGE[1]:g}: 0 reconstructs, 1 "
+              "is the full edit, above 1 extrapolates; several comma-separated values (at most "
+              f"{MAX_FRAMES}) write a strip and a GIF.")
+@click.option("--sweep", default=None, callback=_parsed(sweep_alphas), show_default="none",
+              help="START:STOP:COUNT evenly spaced alphas instead of --alpha, e.g. 0:1.25:6 "
+              f"(a PNG strip and an animated GIF; COUNT 2 to {MAX_FRAMES}; START and STOP in "
+              "--alpha's range).")
+@click.option("-o", "--output", default=None, show_default="beside each input",
+              help="Output image file (one input) or folder. A folder is created if missing "
+              "when named with a trailing slash (-o edited/) or when there are several inputs. "
               "Outputs are named STEM_TO.png (several alphas: STEM_TO_strip.png and "
               "STEM_TO.gif). Inputs that share a stem keep their extension "
               "(face.jpg -> face-jpg_smiling.png); with -o FOLDER, same-named inputs from "
               "different folders keep their folders relative to their common parent. An "
               "output never replaces an input.")
 @click.option("--model", default=None,
+              show_default="the shipped demo model that fits --to",
               help="saved_models/NAME (latest version), a version dir, a run dir or a bundle "
-              "dir; with --server the served model's name. Default: the demo model that fits "
-              "--to from the saved_models/ shipped beside the package (never the current "
-              "folder's). A model is a program: open only models you trust.")
-@click.option("--from", "source", default=None,
-              help="Source domain name or index (default: guessed per photo by the "
-              "discriminator).")
-@click.option("--server", default=None, help="HOST:PORT of TF Serving / `l2m serve`: edit "
-              "there instead of locally.")
+              "dir; with --server the served model's name. Without it, the demo models shipped "
+              "with the package (never the current folder's). A model is a program: open only "
+              "models you trust.")
+@click.option("--from", "source", default=None, show_default="guessed by the discriminator",
+              help="Source domain name or index of every photo.")
+@click.option("--server", default=None, metavar="HOST:PORT", show_default="edit locally",
+              help="TF Serving / `l2m serve` address: edit there instead of locally.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True,
+              help="--server: seconds to wait for the server to connect and describe the model "
+              "(edit requests then wait up to 120 s, or this if longer).")
 @click.option("--crop-only", is_flag=True, help="Write the edited face crop only (model size).")
 @click.option("--detector", type=click.Choice(["center", "haar"]), default="center",
               show_default=True, help="Face region: the centred square, or OpenCV's Haar "
@@ -201,89 +252,162 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Photos decoded and edited at a time (memory grows with it, not with the "
               "number of photos).")
-def edit(images: tuple[str, ...], to: str, alpha: str, sweep: str | None, output: str | None,
-         model: str | None, source: str | None, server: str | None, crop_only: bool,
-         detector: str, batch_size: int) -> None:
+@click.pass_context
+def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float],
+         sweep: list[float] | None, output: str | None, model: str | None, source: str | None,
+         server: str | None, timeout: float, crop_only: bool, detector: str,
+         batch_size: int) -> None:
     """Edit the face in each IMAGE (files or glob patterns); the output keeps the photo's size.
 
-    Every file's header is checked before any work; the outputs appear only once every photo
-    is edited, so a bad photo leaves nothing written.
+    Every file's header is checked before any work. One photo: any error leaves nothing
+    written (exit 2). Several: each photo that cannot be read or edited is named in one line,
+    the others are written, a summary line ends the run and the exit code is 1 if any failed.
     """
     import numpy as np
-    from PIL import Image
 
     from keras_l2mgan.editors import domain_index, open_editor
-    from keras_l2mgan.photo import (
-        StagedOutputs,
-        crop,
-        face_box,
-        load_photo,
-        paste_back,
-        probe_photo,
-        strip,
-    )
+    from keras_l2mgan.photo import StagedOutputs, haar_available, probe_photo
 
-    alphas = parse_alphas(alpha, sweep)
+    if sweep is not None and \
+            ctx.get_parameter_source("alpha") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--sweep and --alpha both set the edit strengths; pass one "
+                               "(--alpha 0,0.5,1 lists them, --sweep 0:1:3 spaces them evenly)")
+    alphas = sweep or alpha
     request = [item.strip() for item in to.split(",") if item.strip()]
     if not request:
         raise ValueError("--to needs at least one attribute or domain name")
+    if detector == "haar" and not haar_available():
+        raise ValueError("--detector haar needs OpenCV 4: pip install 'keras-l2mgan[faces]'")
     inputs = expand_inputs(images)
-    sizes = [probe_photo(path) for path in inputs]  # a bad header fails before any work
+    failures = _Failures(several=len(inputs) > 1)
     sweeping = len(alphas) > 1
-    if sweeping and not crop_only:
-        _check_strips(inputs, sizes, len(alphas))
+    for n, path in enumerate(inputs):  # a bad header fails before any work
+        with failures.guard(n, path):
+            size = probe_photo(path)
+            if sweeping and not crop_only:
+                _check_strip(path, size, len(alphas))
     destinations = output_paths(inputs, "+".join(request), sweeping, output)
-    editor = open_editor(model, server, request)
+    todo = [n for n in range(len(inputs)) if n not in failures.failed]
+    if not todo:
+        failures.finish(ctx, [])
+        return
+    editor = open_editor(model, server, request, timeout_s=timeout)
     names = editor.domain_names
     fixed = domain_index(names, source) if source is not None else None
     targets = _targets(names, request, fixed)
     # After every check on the request: a bad --to still gives a single line.
-    click.echo(f"model: {editor.description} (domains: {', '.join(names)})")
+    click.echo(f"model: {editor.description} (domains: {', '.join(names)})", err=True)
 
     report = []
     with StagedOutputs() as staged:
-        for start in range(0, len(inputs), batch_size):
-            batch = list(range(start, min(len(inputs), start + batch_size)))
-            photos = [load_photo(inputs[n]) for n in batch]
-            boxes = [face_box(photo, detector) for photo in photos]
-            crops = np.stack([crop(photo, box, editor.img_size)
+        for start in range(0, len(todo), batch_size):
+            batch, photos, boxes = _load_batch(todo[start:start + batch_size], inputs,
+                                               detector, failures)
+            if not batch:
+                continue
+            crops = np.stack([_crop(photo, box, editor.img_size)
                               for photo, box in zip(photos, boxes, strict=True)])
             sources = (np.full(len(batch), fixed, np.int32) if fixed is not None
                        else np.asarray(editor.classify(crops), np.int32))
-            goals = np.array([_target(targets, int(s), names, inputs[n])
-                              for s, n in zip(sources, batch, strict=True)], np.int32)
-            edited = _edit_all(editor, crops, sources, goals, alphas, batch_size)
+            goals = np.full(len(batch), -1, np.int32)
             for k, n in enumerate(batch):
-                photo, frames = photos[k], []
-                photos[k] = None  # its memory goes once its frames are written
-                for j in range(len(alphas)):
-                    frames.append(Image.fromarray(edited[k, j]) if crop_only else paste_back(
-                        photo, edited[k, j], boxes[k], in_place=j == len(alphas) - 1))
-                path, gif = destinations[n]
-                if gif is None:
-                    staged.add(frames[0], path)
-                else:
-                    staged.add(strip(frames), path)
-                    staged.add(frames, gif)
-                del photo, frames
-                report.append(f"{inputs[n]}: {names[sources[k]]} -> {names[goals[k]]}, alpha "
-                              f"{', '.join(f'{a:g}' for a in alphas)} -> {path}"
-                              + (f" and {gif}" if gif else ""))
+                with failures.guard(n, inputs[n]):
+                    goals[k] = _target(targets, int(sources[k]), names, inputs[n])
+            keep = np.flatnonzero(goals >= 0)
+            if not len(keep):
+                continue
+            edited = _edit_all(editor, crops[keep], sources[keep], goals[keep], alphas,
+                               batch_size)
+            for j, k in enumerate(keep):
+                n = batch[k]
+                written = _write(staged, photos[k], boxes[k], edited[j], crop_only,
+                                 destinations[n], alphas)
+                photos[k] = None  # its memory goes once its frames are staged
+                report.append(f"{inputs[n]}: {names[sources[k]]} -> {names[goals[k]]}, "
+                              f"{written}")
         staged.commit()
-    for line in report:
-        click.echo(line)
+    failures.finish(ctx, report)
 
 
-def _check_strips(inputs: list[Path], sizes: list[tuple[int, int]], frames: int) -> None:
+class _Failures:
+    """Per-photo errors: with one input they propagate (exit 2, nothing written); with several
+    each is named in one line and the run goes on."""
+
+    def __init__(self, several: bool):
+        self.several = several
+        self.failed: dict[int, str] = {}
+
+    @contextlib.contextmanager
+    def guard(self, n: int, path: Path):
+        try:
+            yield
+        except (ValueError, FileNotFoundError) as error:
+            # Bugs (the same types raised inside a library) are never filed as a bad photo.
+            if not self.several or not raised_in_our_code(error):
+                raise
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.failed[n] = message if str(path) in message else f"{path}: {message}"
+            click.echo(f"Error: {self.failed[n]}", err=True)
+
+    def finish(self, ctx: click.Context, report: list[str]) -> None:
+        for line in report:
+            click.echo(line)
+        if self.several:
+            click.echo(f"{len(report)} edited, {len(self.failed)} failed", err=True)
+        if self.failed:
+            ctx.exit(1)
+
+
+def _load_batch(batch: list[int], inputs: list[Path], detector: str, failures: _Failures):
+    """Decode a batch of photos and find their faces; the ones that fail are dropped."""
+    from keras_l2mgan.photo import face_box, load_photo
+
+    kept, photos, boxes = [], [], []
+    for n in batch:
+        with failures.guard(n, inputs[n]):
+            photo = load_photo(inputs[n])
+            boxes.append(face_box(photo, detector))
+            photos.append(photo)
+            kept.append(n)
+    return kept, photos, boxes
+
+
+def _crop(photo, box, size: int):
+    from keras_l2mgan.photo import crop
+
+    return crop(photo, box, size)
+
+
+def _write(staged, photo, box, edited, crop_only: bool, destination, alphas: list[float]) -> str:
+    """Stage one photo's frames (pasted back unless --crop-only); the report's tail."""
+    from PIL import Image
+
+    from keras_l2mgan.photo import paste_back, strip
+
+    frames = []
+    for j in range(len(alphas)):
+        frames.append(Image.fromarray(edited[j]) if crop_only else paste_back(
+            photo, edited[j], box, in_place=j == len(alphas) - 1))
+    path, gif = destination
+    if gif is None:
+        staged.add(frames[0], path)
+    else:
+        staged.add(strip(frames), path)
+        staged.add(frames, gif)
+    return (f"alpha {', '.join(f'{a:g}' for a in alphas)} -> {path}"
+            + (f" and {gif}" if gif else ""))
+
+
+def _check_strip(path: Path, size: tuple[int, int], frames: int) -> None:
     """A sweep's strip holds every frame at full size: refuse one PIL could not open again."""
     from keras_l2mgan.photo import MAX_PIXELS
 
     limit = 2 * MAX_PIXELS  # PIL's DecompressionBombError threshold
-    for path, (width, height) in zip(inputs, sizes, strict=True):
-        if frames * width * height > limit:
-            raise ValueError(f"{frames} frames of {path} ({width}x{height}) make a "
-                             f"{frames * width * height:,}-pixel strip, over the {limit:,} "
-                             "limit; use fewer alphas, --crop-only or a smaller photo")
+    width, height = size
+    if frames * width * height > limit:
+        raise ValueError(f"{frames} frames of {path} ({width}x{height}) make a "
+                         f"{frames * width * height:,}-pixel strip, over the {limit:,} "
+                         "limit; use fewer alphas, --crop-only or a smaller photo")
 
 
 def _targets(names: list[str], request: list[str], fixed: int | None) -> dict[int, object]:

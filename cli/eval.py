@@ -6,20 +6,18 @@ from pathlib import Path
 
 import click
 
-from cli.common import backend_option
+from .common import DataSource, backend_option
 
 EVAL_FILES = ("eval.json", "eval.md", "eval_grid.png")
-DEFAULT_CLASSIFIER = "classifiers/synthetic_faces_{img_size}px"
 
 
 def default_classifier(img_size: int) -> Path:
-    """classifiers/synthetic_faces_<size>px shipped beside the package (a source checkout or
-    editable install). Never the working directory's: a classifier is a model, and a model is
-    a program, so only one named explicitly (--classifier) or shipped is opened."""
-    import keras_l2mgan
+    """synthetic_faces_<size>px among the classifiers shipped with the package (see
+    keras_l2mgan.shipped). Never the working directory's: a classifier is a model, and a model
+    is a program, so only one named explicitly (--classifier) or shipped is opened."""
+    from keras_l2mgan.shipped import shipped_dir
 
-    relative = Path(DEFAULT_CLASSIFIER.format(img_size=img_size))
-    return Path(keras_l2mgan.__file__).resolve().parents[1] / relative
+    return shipped_dir("classifiers") / f"synthetic_faces_{img_size}px"
 
 
 def default_output(model: str) -> Path:
@@ -32,43 +30,46 @@ def default_output(model: str) -> Path:
 @click.command("eval")
 @backend_option
 @click.argument("model")
-@click.option("--data", default="synthetic", show_default=True,
+@click.option("--data", type=DataSource(), default="synthetic", show_default=True,
               help="synthetic (the synthetic-faces protocol) or, for the StarGAN v2 FID "
               "protocol, celeba, celeba_hq or a dataset folder.")
 @click.option("--classifier", "classifier_dir", default=None,
-              help="Attribute classifier dir from `l2m classifier train` (default: the "
-              f"{DEFAULT_CLASSIFIER.format(img_size='SIZE')} shipped beside the package for "
-              "the model's size, never the current folder's).")
+              show_default="the shipped synthetic_faces_SIZEpx for the model's size",
+              help="Attribute classifier dir from `l2m classifier train`; its image size must "
+              "be the model's. The default is never taken from the current folder.")
 @click.option("--features", type=click.Choice(["auto", "inception", "classifier"]),
               default="auto", show_default=True,
               help="FID/KID features: InceptionV3 when its weights are found (auto), or the "
               "classifier's penultimate layer.")
-@click.option("--inception-weights", default=None,
+@click.option("--inception-weights", default=None, show_default="~/.keras/models/'s, if any",
               help="Path to Keras's inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 "
-              "(default: look in ~/.keras/models/; never downloaded).")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="At most this many source images per task (default: all).")
+              "(never downloaded).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, show_default="all",
+              help="At most this many source images per task.")
 @click.option("--num-test", type=click.IntRange(min=2), default=None,
-              help="Size of the synthetic test split (default 2000, the dataset's).")
+              show_default="2000, the dataset's", help="Size of the synthetic test split.")
 @click.option("--alpha-images", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per task for the alpha sweep 0, 0.25, ..., 1.25.")
 @click.option("--split", default="val", show_default=True,
               help="Held-out split for --data other than synthetic.")
-@click.option("--max-real", type=click.IntRange(min=2), default=None,
+@click.option("--max-real", type=click.IntRange(min=2), default=None, show_default="all",
               help="At most this many real training images per domain (other --data).")
-@click.option("--data-dir", default=None, help="Dataset root (default: $L2M_DATA_DIR or "
-              "~/tensorflow_datasets).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--output", default=None,
-              help="Output directory (default: eval_results/MODEL_NAME).")
+@click.option("--data-dir", default=None,
+              show_default="$L2M_DATA_DIR, else ~/tensorflow_datasets", help="Dataset root.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Images edited and classified at a time.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the synthetic test faces (0 is the dataset's own test split).")
+@click.option("-o", "--output", default=None, show_default="eval_results/MODEL_NAME",
+              help="Output directory (new, empty, or an earlier eval's).")
 def eval_command(model: str, data: str, classifier_dir: str | None, features: str,
                  inception_weights: str | None, limit: int | None, num_test: int | None,
                  alpha_images: int, split: str, max_real: int | None, data_dir: str | None,
                  batch_size: int, seed: int, output: str | None) -> None:
     """Evaluate MODEL (run dir, bundle dir, saved_models/NAME or a version dir).
 
-    Writes eval.json, eval.md and eval_grid.png to the output directory.
+    Writes eval.json, eval.md and eval_grid.png to the output directory and prints the
+    Markdown report on stdout (progress goes to stderr: `l2m eval MODEL > report.md`).
     """
     from keras_l2mgan.atomic import check_replaceable
     from keras_l2mgan.editors import open_editor
@@ -94,22 +95,30 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
                 f"no attribute classifier at {candidate}: train one with `l2m classifier train "
                 f"--img-size {editor.img_size}` or pass --classifier DIR")
     classifier = AttributeClassifier.load(classifier_dir) if classifier_dir else None
+    if classifier is not None and classifier.img_size != editor.img_size:
+        raise ValueError(f"--classifier {classifier_dir} reads {classifier.img_size} px images "
+                         f"but the model edits {editor.img_size} px ones; pass a classifier "
+                         f"trained with `l2m classifier train --img-size {editor.img_size}`")
     extractor = feature_extractor(features, inception_weights, classifier)
-    click.echo(f"FID/KID features: {extractor.name}")
+    log(f"FID/KID features: {extractor.name}")
     if synthetic:
         results, (rows, columns) = evaluate_synthetic(
             editor, classifier, extractor, num_test, limit, alpha_images,
-            batch_size=batch_size, seed=seed, log=click.echo)
+            batch_size=batch_size, seed=seed, log=log)
         results["model"] = model
         markdown = report.synthetic_markdown(results)
     else:
         results, (rows, columns) = evaluate_dataset(
-            editor, data, extractor, split, limit, max_real, batch_size, data_dir,
-            log=click.echo)
+            editor, data, extractor, split, limit, max_real, batch_size, data_dir, log=log)
         results["model"] = model
         markdown = report.dataset_markdown(results)
     report.write_atomic(out / "eval.json", report.to_json(results))
     report.write_atomic(out / "eval.md", markdown)
     report.write_atomic(out / "eval_grid.png", report.image_grid(rows, columns))
     click.echo(markdown)
-    click.echo(f"wrote {out / 'eval.json'}, {out / 'eval.md'} and {out / 'eval_grid.png'}")
+    log(f"wrote {out / 'eval.json'}, {out / 'eval.md'} and {out / 'eval_grid.png'}")
+
+
+def log(message: str) -> None:
+    """Progress on stderr: stdout holds the report alone."""
+    click.echo(message, err=True)

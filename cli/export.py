@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import backend_option
+from .common import backend_option
 
 
 @click.command()
@@ -13,7 +13,8 @@ from cli.common import backend_option
 @click.option("--name", required=True, help="Model name: the directory under the output dir and "
               "the name clients put in ModelSpec.")
 @click.option("--version", type=click.IntRange(min=1), default=None,
-              help="Version number (default: one more than the newest existing version, or 1).")
+              show_default="one more than the newest existing version, or 1",
+              help="Version number (the directory under NAME/).")
 @click.option("--output-dir", default="saved_models", show_default=True,
               help="Model base dir (TF Serving's --model_base_path parent).")
 @click.option("--compute-dtype", type=click.Choice(["float32", "bfloat16"]), default="float32",

@@ -7,7 +7,7 @@ import platform
 
 import click
 
-from cli.common import backend_option
+from .common import backend_option
 
 _LIBRARIES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "torch", "numpy")
 

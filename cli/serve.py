@@ -12,23 +12,28 @@ from keras_l2mgan.serving.limits import (
     check_port_free,
 )
 
+from .common import verbose_option
+
 
 @click.command()
+@verbose_option
 @click.argument("model_base_dir", type=click.Path(path_type=str))
 @click.option("--port", type=click.IntRange(0, 65535), default=8500, show_default=True,
               help="gRPC port (0 picks a free one; the bound port is printed).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--model-config-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A TF Serving models.config (ModelServerConfig text proto): names, version "
+              show_default="every model under MODEL_BASE_DIR, latest version", help="A TF Serving models.config (ModelServerConfig text proto): names, version "
               "policies and labels.")
 @click.option("--enable-batching", is_flag=True, help="Batch concurrent requests together.")
 @click.option("--batching-parameters-file", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="TF Serving batching_parameters.txt (implies batching).")
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
-              help="Largest batch (default 8).")
+              default=None, show_default="none",
+              help="TF Serving batching_parameters.txt (implies batching).")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=None, show_default="8",
+              help="Largest batch.")
 @click.option("--batch-timeout-micros", type=click.IntRange(min=0), default=None,
-              help="How long the first request of a batch waits for others (default 2000).")
+              show_default="2000",
+              help="How long the first request of a batch waits for others.")
 @click.option("--max-images-per-request", type=click.IntRange(min=1),
               default=MAX_IMAGES_PER_REQUEST, show_default=True,
               help="Largest batch one request may send; larger ones are refused "

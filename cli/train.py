@@ -2,80 +2,181 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
+import sys
 
 import click
 
-from cli.common import backend_option
+from keras_l2mgan.config import PRESETS
+from keras_l2mgan.training.run import PRECISIONS, TrainOptions
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, default_backend
+
+# Defaults live in TrainOptions (one place); the CLI shows them.
+DEFAULTS = TrainOptions()
+ORTHOGONALITY = ("cosine", "abs_dot", "abs_product")
+LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
 
 
 @click.command()
 @backend_option
-@click.option("--data", default="synthetic", show_default=True,
-              help="synthetic, celeba, celeba_hq, or a folder of domain folders / attribute file.")
-@click.option("--data-dir", default=None, help="Where datasets live (default $L2M_DATA_DIR or "
-              "~/tensorflow_datasets); synthetic faces are generated there on first use.")
-@click.option("--attrs", default="smiling", show_default=True,
+@click.option("--data", type=DataSource(), default=DEFAULTS.data, show_default=True,
+              help="Dataset: synthetic faces (generated on first use), celeba, celeba_hq, or a "
+              "folder of domain folders / images with an attribute file.")
+@click.option("--data-dir", default=None, show_default="$L2M_DATA_DIR, else ~/tensorflow_datasets",
+              help="Where datasets live; synthetic faces are generated there on first use.")
+@click.option("--attrs", default=DEFAULTS.attrs, show_default=True,
               help="Comma-separated attributes to edit; n attributes make 2**n domains.")
-@click.option("--preset", default="small_64", show_default=True,
-              help="Model preset (see `l2m info`): small_64 trains on a 2-core CPU in minutes.")
-@click.option("--img-size", type=int, default=None, help="Override the preset's image size.")
-@click.option("--batch-size", type=int, default=8, show_default=True,
-              help="Global batch size (split across --devices).")
-@click.option("--steps", type=int, default=300, show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULTS.preset,
+              show_default=True, help="Model preset (`l2m info` lists them with parameter "
+              "counts): small_64 trains on a 2-core CPU, tiny_32 is for smoke runs.")
+@click.option("--img-size", type=click.IntRange(min=8), default=None,
+              show_default="the preset's", help="Override the preset's image size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
+              show_default=True, help="Global batch size (split across --devices).")
+@click.option("--steps", type=click.IntRange(min=1), default=DEFAULTS.steps, show_default=True,
               help="Total training steps (a resumed run continues up to this number).")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="float32",
-              show_default=True, help="Keras dtype policy; mixed_float16 adds loss scaling.")
-@click.option("--devices", default="1", show_default=True,
-              help="Number of devices (GPUs, else CPUs) or 'all': MirroredStrategy on "
-                   "tensorflow, DataParallel on jax.")
-@click.option("--multi-worker/--single-worker", default=False, show_default=True,
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr,
+              show_default=True, help="Adam learning rate (3e-4 learns faster on the small "
+              "presets; see README).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision,
+              show_default=True, help="Keras dtype policy; mixed_float16 adds loss scaling "
+              "(not on jax).")
+@click.option("--devices", type=Devices(), default=DEFAULTS.devices, show_default=True,
+              help="Devices to train on: a number or 'all'. GPUs when the machine has any, "
+              "else CPU devices (`l2m info` lists them): MirroredStrategy on tensorflow, "
+              "DataParallel on jax, one device on torch.")
+@click.option("--multi-worker/--single-worker", default=DEFAULTS.multi_worker,
+              show_default=True,
               help="tensorflow: MultiWorkerMirroredStrategy over the workers in TF_CONFIG; run "
                    "the same command on every worker (worker 0 writes the run dir).")
-@click.option("--run-dir", default=None, help="Output directory (default runs/<timestamp>).")
-@click.option("--resume", default=None, help="Continue the run in this directory at its last "
-              "checkpoint; options not given are taken from it (--steps, --lr, --devices, "
-              "--multi-worker and output options may change).")
+@click.option("--run-dir", default=None, show_default="runs/<timestamp>",
+              help="Output directory of a new run (missing or empty).")
+@click.option("--resume", default=None, metavar="RUN_DIR",
+              help="Continue the run in RUN_DIR at its last checkpoint, on the backend it "
+              "trained on; options not given are taken from it (--steps, --lr, --devices, "
+              "--multi-worker and the output options may change).")
 @click.option("--init-from", default=None, metavar="BUNDLE",
               help="Start from the weights of this model bundle (e.g. from `l2m import`); its "
                    "model must be the run's (--preset, --img-size, the data's domains).")
-@click.option("--ema-decay", type=float, default=0.999, show_default=True,
-              help="EMA of G and E used for samples/export; 0.99 suits runs under ~3k steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--jit/--no-jit", default=True, show_default=True,
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True),
+              default=DEFAULTS.ema_decay, show_default=True,
+              help="EMA of G and E used for samples and export, in [0, 1); 0.99 suits runs "
+              "under ~3k steps.")
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed, show_default=True,
+              help="Random seed: the same seed gives the same run on the same backend.")
+@click.option("--jit/--no-jit", default=DEFAULTS.jit, show_default=True,
               help="XLA-compile the step (tensorflow, jax); torch always runs eagerly.")
-@click.option("--sample-every", type=int, default=100, show_default=True)
-@click.option("--checkpoint-every", type=int, default=100, show_default=True)
-@click.option("--keep-checkpoints", type=int, default=3, show_default=True)
-@click.option("--num-examples", type=int, default=None,
+@click.option("--sample-every", type=click.IntRange(min=1), default=DEFAULTS.sample_every,
+              show_default=True, help="Write a sample grid (samples/step-N.png) every N steps.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1),
+              default=DEFAULTS.checkpoint_every, show_default=True,
+              help="Write a checkpoint and the model/ bundle every N steps (and at the end).")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1),
+              default=DEFAULTS.keep_checkpoints, show_default=True,
+              help="Checkpoints to keep (the oldest are deleted).")
+@click.option("--log-every", type=click.IntRange(min=1), default=DEFAULTS.log_every,
+              show_default=True, help="Write TensorBoard scalars every N steps.")
+@click.option("--num-examples", type=click.IntRange(min=1), default=None,
+              show_default="the whole dataset (synthetic: 20000)",
               help="Size of a synthetic dataset (or a cap on a real one).")
-@click.option("--orthogonality", type=click.Choice(["cosine", "abs_dot", "abs_product"]),
-              default="cosine", show_default=True, help="Form of the orthogonality loss.")
-@click.option("--diversity-weight", type=float, default=0.0, show_default=True,
-              help="Weight of the optional diversity-sensitive loss (off by default).")
+@click.option("--orthogonality", type=click.Choice(ORTHOGONALITY), default="cosine",
+              show_default=True, help="Form of the orthogonality loss.")
+@click.option("--diversity-weight", type=click.FloatRange(min=0), default=0.0,
+              show_default=True,
+              help="Weight of the optional diversity-sensitive loss (0 switches it off).")
 @click.option("--detach-style-target/--no-detach-style-target", default=True, show_default=True,
               help="Stop the gradient into the target code of the style reconstruction loss "
                    "(guards against E shrinking every style code; see README).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved options (with --resume: the run's, merged) and exit.")
+@click.option("--json", "json_output", is_flag=True,
+              help="Print the summary as JSON on stdout (progress always goes to stderr).")
 @click.pass_context
-def train(ctx: click.Context, **kwargs) -> None:
-    """Train L2M-GAN (defaults: synthetic faces, smiling, small_64, 300 steps)."""
-    import keras
+def train(ctx: click.Context, dry_run: bool, json_output: bool, **kwargs) -> None:
+    """Train L2M-GAN (defaults: synthetic faces, smiling, small_64, 300 steps).
 
-    from keras_l2mgan.training.run import TrainOptions
-    from keras_l2mgan.training.run import train as run_training
+    Progress goes to stderr; a summary with the next commands (or --json) to stdout.
+    """
+    from keras_l2mgan.training.run import resolve_options, saved_backend, validate_options
 
     explicit = {name for name in kwargs
                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     weights = {"orthogonality_form": kwargs.pop("orthogonality"),
                "diversity": kwargs.pop("diversity_weight"),
                "detach_style_target": kwargs.pop("detach_style_target")}
-    weight_options = {"orthogonality", "diversity_weight", "detach_style_target"}
-    if explicit & weight_options:
-        explicit = (explicit - weight_options) | {"loss_weights"}
-    options = TrainOptions(backend=keras.backend.backend(), loss_weights=weights, **kwargs)
-    summary = run_training(options, explicit)
+    if explicit & set(LOSS_OPTIONS):
+        explicit = (explicit - set(LOSS_OPTIONS)) | {"loss_weights"}
+    options = TrainOptions(loss_weights=weights, **kwargs)
+    backend = _backend(ctx, options.resume and saved_backend(options.resume))
+    resolved, run_dir = resolve_options(
+        dataclasses.replace(options, backend=backend or default_backend()), explicit)
+    validate_options(resolved)
+    if dry_run:
+        click.echo(json.dumps({**resolved.to_dict(), "run_dir": str(run_dir)}, indent=2))
+        click.echo("dry run: nothing trained, nothing written", err=True)
+        return
+
+    import keras
+
+    from keras_l2mgan.training.run import train as run_training
+
+    options = dataclasses.replace(options, backend=keras.backend.backend())
+    # Keras' progress bar writes to stdout: send it to stderr, so stdout holds the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run_training(options, explicit)
     summary.pop("history", None)
-    click.echo(json.dumps(summary, indent=2, default=str))
+    if json_output:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        click.echo(human_summary(summary))
+
+
+def _backend(ctx: click.Context, saved: str | None) -> str | None:
+    """The backend this run trains on, chosen before keras is imported: a resumed run's own
+    (whatever the default backend), else --backend or Keras' usual rules."""
+    explicit = ctx.meta.get(BACKEND_EXPLICIT)
+    if not saved:
+        return explicit
+    resume = ctx.params["resume"]
+    if explicit and explicit != saved:
+        raise ValueError(f"--backend {explicit}: the run {resume} trained on {saved}; resume it "
+                         f"without --backend (or with --backend {saved})")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != saved:
+            raise ValueError(f"--resume {resume}: the run trained on {saved}, but keras is "
+                             f"already running on {keras.backend.backend()} in this process; "
+                             "run `l2m train --resume` in a new process")
+    os.environ["KERAS_BACKEND"] = saved
+    return saved
+
+
+def human_summary(summary: dict) -> str:
+    """A few lines: what ran, how fast, where the model is and what to do with it."""
+    from keras_l2mgan.editors import valid_targets
+
+    run_dir = summary["run_dir"]
+    if not summary.get("chief", True):
+        return (f"worker done: steps {summary['start_step']} -> {summary.get('final_step')} on "
+                f"{summary['backend']}; the chief worker wrote {run_dir}")
+    if summary.get("note"):
+        return (f"{run_dir} is already at step {summary['final_step']} (--steps "
+                f"{summary['steps']}): nothing trained; pass a larger --steps to go on")
+    target = valid_targets(summary["domain_names"])[0]
+    lines = [
+        f"trained {run_dir} on {summary['backend']} ({summary['replicas']} device(s)): steps "
+        f"{summary['start_step']} -> {summary['final_step']} in {summary['seconds']:.1f} s, "
+        f"{summary['images_per_second']:.1f} images/s",
+        f"model: {run_dir}/model (EMA weights); last checkpoint: {summary['last_checkpoint']}",
+        "next:",
+        f"  l2m edit PHOTO --to {target} --model {run_dir}",
+        f"  l2m export {run_dir} --name NAME",
+        f"  l2m eval {run_dir}",
+        f"  l2m train --resume {run_dir} --steps {2 * summary['steps']}",
+    ]
+    return "\n".join(lines)

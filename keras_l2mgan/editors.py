@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_l2mgan.bundle import CONFIG_FILE
+from keras_l2mgan.errors import ServerUnavailableError
 from keras_l2mgan.export import version_dirs
 
 
@@ -124,11 +125,28 @@ def _check_nothing_runs_on_load(version_dir: Path) -> None:
 
 
 class ServerEditor:
-    """A model served by tensorflow_model_server or `l2m serve`."""
+    """A model served by tensorflow_model_server or `l2m serve`.
 
-    def __init__(self, address: str, model_name: str, timeout_s: float = 120.0):
+    Connecting waits at most `timeout_s` (a server that does not answer is one line naming
+    it, not minutes of retries); edit requests may then take up to max(timeout_s, 120) s."""
+
+    def __init__(self, address: str, model_name: str, timeout_s: float = 5.0):
         import grpc
 
+        if ":" not in address:
+            raise ValueError(f"--server must be HOST:PORT, got {address!r}")
+        # Before the client (which loads TensorFlow, seconds): a server that does not answer
+        # is known within timeout_s of the start, not after gRPC's retries.
+        probe = grpc.insecure_channel(address)
+        try:
+            grpc.channel_ready_future(probe).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise ServerUnavailableError(
+                f"server {address} did not answer within {timeout_s:g} s (is `l2m serve` or "
+                "tensorflow_model_server running there?); a slow network or server needs a "
+                "larger --timeout") from None
+        finally:
+            probe.close()
         from keras_l2mgan.serving.client import ServingClient
 
         self.client = ServingClient(address, timeout_s=timeout_s)
@@ -138,8 +156,8 @@ class ServerEditor:
         try:
             info = self.client.model_info(model_name)
         except grpc.RpcError as error:
-            raise ValueError(f"server {address}, model {model_name!r}: "
-                             f"{error.code().name}: {error.details()}") from None
+            raise _rpc_error(address, model_name, error) from None
+        self.client.timeout_s = max(timeout_s, 120.0)
         self.img_size = int(info["img_size"])
         self.domain_names = info["domain_names"]
 
@@ -156,21 +174,31 @@ class ServerEditor:
         try:
             return method(self.name, *args)
         except grpc.RpcError as error:
-            hint = (" (lower --batch-size)" if "images per request" in (error.details() or "")
-                    else "")
-            raise ValueError(f"server {self.address}, model {self.name!r}: "
-                             f"{error.code().name}: {error.details()}{hint}") from None
+            raise _rpc_error(self.address, self.name, error) from None
+
+
+# The server could not do the work (exit 1); any other answer refuses the request (exit 2).
+_UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", "UNKNOWN",
+                "ABORTED", "CANCELLED")
+
+
+def _rpc_error(address: str, name: str, error) -> Exception:
+    """A failed RPC as one line naming the server, the model and the server's answer."""
+    code = error.code().name
+    hint = " (lower --batch-size)" if "images per request" in (error.details() or "") else ""
+    message = f"server {address}, model {name!r}: {code}: {error.details()}{hint}"
+    return ServerUnavailableError(message) if code in _UNAVAILABLE else ValueError(message)
 
 
 def open_editor(model: str | None, server: str | None = None,
-                request: list[str] | None = None):
+                request: list[str] | None = None, timeout_s: float = 5.0):
     """--model / --server -> an editor. --model is a served model's name with --server; else a
     saved_models/NAME dir (latest version), a version dir, a run dir or a bundle dir; without
     it, the shipped demo model that fits the --to request (see `default_model`)."""
     if server:
         if not model:
             raise ValueError("with --server, pass --model NAME (the model name the server serves)")
-        return ServerEditor(server, model)
+        return ServerEditor(server, model, timeout_s)
     path = Path(model) if model else default_model(request)
     if not path.exists():
         raise FileNotFoundError(f"model {path} does not exist; pass --model saved_models/NAME, "
@@ -186,12 +214,12 @@ def open_editor(model: str | None, server: str | None = None,
 
 
 def models_dir() -> Path:
-    """The saved_models/ shipped beside the package (the demo models of a source checkout or
-    editable install). Never the current folder's: a model is a program, and running whatever
-    sits in the folder a command happens to start in is how a planted one gets run."""
-    import keras_l2mgan
+    """The demo models shipped with the package (see `keras_l2mgan.shipped`). Never the
+    current folder's: a model is a program, and running whatever sits in the folder a command
+    happens to start in is how a planted one gets run."""
+    from keras_l2mgan.shipped import shipped_dir
 
-    return Path(keras_l2mgan.__file__).resolve().parents[1] / "saved_models"
+    return shipped_dir("models")
 
 
 def _saved_domain_names(model_dir: Path) -> list[str] | None:

@@ -1,5 +1,6 @@
 """`l2m edit` loses nothing and leaks nothing: distinct outputs that never replace an input,
-all-or-nothing writes, bounded frames and memory, and models opened without running them."""
+nothing written when one photo fails, every good photo of a batch written, bounded frames and
+memory, and models opened without running them."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _edit(*args):
 
 def _one_error_line(result, message):
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines()
+             if line.strip() and not line.startswith(("Usage:", "Try "))]
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], lines
 
 
@@ -110,24 +112,58 @@ def test_an_output_never_replaces_an_input_nor_is_written_twice(bundle, tmp_path
     assert face.read_bytes() == before and _files(tmp_path) == listing
 
 
-def test_a_photo_that_fails_late_leaves_nothing_written(bundle, tmp_path):
-    """The header check passes, decoding fails in the second batch: the first batch's outputs
-    (and the folders made for them) are discarded, no temp file stays."""
-    good = _photo(tmp_path / "a" / "face.png", (64, 48))
+def test_one_photo_that_fails_late_leaves_nothing_written(bundle, tmp_path):
+    """The header check passes, decoding fails: one line, exit 2, no output, no temp file, and
+    the folder -o out/ would have created is not left behind."""
     data = _photo(tmp_path / "b" / "face.png", (64, 48), seed=1).read_bytes()
     (tmp_path / "b" / "face.png").write_bytes(data[:len(data) // 2])  # truncated pixel data
-    out = tmp_path / "out"
-    out.mkdir()
-    result = _edit(good, tmp_path / "b" / "face.png", "--to", "smiling", "--model", bundle,
-                   "-o", out, "--batch-size", "1")
-    # The model line was printed before the photo was read; the error is still one line.
+    result = _edit(tmp_path / "b" / "face.png", "--to", "smiling", "--model", bundle,
+                   "-o", f"{tmp_path / 'out'}/")
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 2 and lines[0].startswith("model:"), lines
-    assert lines[1].startswith("Error:") and "truncated" in lines[1], lines
-    assert _files(out) == []
-    result = _edit(good, "--to", "smiling", "--model", bundle, "-o", out)  # control
-    assert result.exit_code == 0 and _files(out) == ["face_smiling.png"], result.output
+    assert [line for line in result.stdout.splitlines() if line.strip()] == []
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "truncated" in errors[0], result.stderr
+    assert _files(tmp_path) == ["b", "b/face.png"]
+
+
+def test_a_batch_goes_on_past_bad_photos(bundle, tmp_path):
+    """Unreadable at the header (text, missing), at decoding (truncated, second batch): each is
+    named in one line, every good photo is written, a summary ends the run, exit 1; -o DIR/ is
+    created."""
+    good = [_photo(tmp_path / "in" / f"good{i}.png", seed=i) for i in range(3)]
+    (tmp_path / "in" / "notes.png").write_text("not a picture")
+    data = _photo(tmp_path / "in" / "cut.png", (64, 48), seed=5).read_bytes()
+    (tmp_path / "in" / "cut.png").write_bytes(data[:len(data) // 2])
+    inputs = [good[0], tmp_path / "in" / "notes.png", good[1], tmp_path / "in" / "missing.png",
+              tmp_path / "in" / "cut.png", good[2]]
+    out = tmp_path / "new" / "edited"
+    result = _edit(*inputs, "--to", "smiling", "--model", bundle, "-o", f"{out}/",
+                   "--batch-size", "2")
+    assert result.exit_code == 1, result.output
+    assert _files(out) == [f"good{i}_smiling.png" for i in range(3)]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 3, result.stderr
+    for error, name in zip(errors, ["notes.png", "missing.png", "cut.png"], strict=True):
+        assert name in error
+    assert result.stderr.strip().splitlines()[-1] == "3 edited, 3 failed"
+    # Results on stdout: one line per written photo, nothing else.
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [str(p) for p in good]
+    # Every input fine: exit 0, a folder named without a slash is created for several inputs.
+    result = _edit(*good, "--to", "male", "--model", bundle, "-o", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines()[-1] == "3 edited, 0 failed"
+    assert len(_files(tmp_path / "plain")) == 3
+
+
+@pytest.mark.parametrize("output, message", [
+    ("missing/face.png", "output directory"),  # a file under a missing folder
+    ("newdir", "end it with a slash"),  # one input: a folder must be asked for
+])
+def test_o_creates_only_folders_asked_for(bundle, tmp_path, output, message):
+    photo = _photo(tmp_path / "p.png")
+    _one_error_line(_edit(photo, "--to", "smiling", "--model", bundle, "-o",
+                          tmp_path / output), message)
+    assert _files(tmp_path) == ["p.png"]
 
 
 def test_frame_limits(tmp_path):

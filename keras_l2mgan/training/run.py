@@ -2,7 +2,8 @@
 
     run_dir = train(TrainOptions(preset="tiny_32", steps=200, run_dir="runs/x"))
 
-The Keras backend must be chosen before this module is imported (the CLI does it). With
+Importing this module does not import keras: the CLI reads a run's options (and its backend)
+with it first. The Keras backend must be chosen before train() runs. With
 multi_worker=True (TensorFlow, TF_CONFIG set) every worker runs train() with the same options;
 the chief (worker 0) alone writes the run directory.
 RUN_DIR/
@@ -25,8 +26,7 @@ from typing import Any
 
 from keras_l2mgan.atomic import write_file_atomic
 from keras_l2mgan.config import PRESETS, get_preset
-from keras_l2mgan.errors import CorruptFileError
-from keras_l2mgan.losses import LossWeights
+from keras_l2mgan.errors import CorruptFileError, RunFailure
 from keras_l2mgan.training.run_lock import LOCK_FILE, RunDirLock
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -73,27 +73,55 @@ class TrainOptions:
         return dataclasses.asdict(self)
 
 
-class TrainingError(ValueError):
+class TrainingError(RunFailure):
     """A run that cannot go on (non-finite loss); the message names the step."""
+
+
+LOSS_OPTIONS = "--orthogonality / --diversity-weight / --detach-style-target"
+
+
+def option_name(field: str) -> str:
+    """The `l2m train` spelling of a TrainOptions field: errors name what the user types."""
+    return LOSS_OPTIONS if field == "loss_weights" else "--" + field.replace("_", "-")
+
+
+def validate_options(options: TrainOptions) -> None:
+    """Checks that need no backend: what the CLI's types check, for Python callers too."""
+    if options.preset not in PRESETS:
+        raise ValueError(f"--preset {options.preset!r} is unknown; choose one of: "
+                         f"{', '.join(PRESETS)}")
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"--precision {options.precision!r} is unknown; "
+                         f"choose one of: {', '.join(PRECISIONS)}")
+    for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "log_every",
+                 "keep_checkpoints"):
+        if getattr(options, name) < 1:
+            raise ValueError(f"{option_name(name)} must be >= 1, got {getattr(options, name)}")
+    if not options.lr > 0:  # also refuses NaN
+        raise ValueError(f"--lr must be > 0, got {options.lr}")
+    if not 0 <= options.ema_decay < 1:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {options.ema_decay}")
+    if options.img_size is not None and options.img_size < 8:
+        raise ValueError(f"--img-size must be >= 8, got {options.img_size}")
+    if options.precision == "mixed_float16" and options.backend == "jax":
+        raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
+                         "scaling for two optimizers there); use --precision mixed_bfloat16")
 
 
 def check_options(options: TrainOptions) -> None:
     import keras
 
+    from keras_l2mgan.losses import LossWeights
+
     backend = keras.backend.backend()
     if options.backend not in (None, backend):
         raise ValueError(f"--backend {options.backend}: keras is running on {backend}; "
                          "set KERAS_BACKEND before importing keras")
-    if options.preset not in PRESETS:
-        raise ValueError(f"unknown preset {options.preset!r}; choose one of: {', '.join(PRESETS)}")
-    if options.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {options.precision!r}; "
-                         f"choose one of: {', '.join(PRECISIONS)}")
-    for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "log_every"):
-        if getattr(options, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, "
-                             f"got {getattr(options, name)}")
-    LossWeights.from_dict(options.loss_weights)
+    validate_options(dataclasses.replace(options, backend=backend))
+    try:
+        LossWeights.from_dict(options.loss_weights)
+    except ValueError as error:
+        raise ValueError(f"{LOSS_OPTIONS}: {error}") from None
 
 
 def resolve_devices(spec: str, backend: str) -> list[str]:
@@ -115,9 +143,14 @@ def resolve_devices(spec: str, backend: str) -> list[str]:
         count = int(spec)
     except ValueError:
         raise ValueError(f"--devices must be a number or 'all', got {spec!r}") from None
-    if count < 1 or count > len(names):
-        raise ValueError(f"--devices {count}: {len(names)} device(s) available "
-                         f"({', '.join(names)})")
+    kind = "CPU device" if all(n.lower().split("/")[-1].startswith(("cpu", "device:cpu"))
+                              for n in names) else "GPU"
+    if count < 1:
+        raise ValueError(f"--devices must be 1 or more (or 'all'), got {count}; this machine "
+                         f"has {len(names)} {kind}(s) to train on: {', '.join(names)}")
+    if count > len(names):
+        raise ValueError(f"--devices {count}: this machine has {len(names)} {kind}(s) to train "
+                         f"on ({', '.join(names)}); pass --devices {len(names)} or 'all'")
     return names[:count]
 
 
@@ -183,6 +216,25 @@ def _distribution(options: TrainOptions, backend: str) -> Distribution:
                      "(MirroredStrategy) and jax (DataParallel) backends, not on torch")
 
 
+def resolve_options(options: TrainOptions, explicit: set[str] | None = None
+                    ) -> tuple[TrainOptions, Path]:
+    """The options a run will use and its directory, without importing keras: with --resume
+    the run's saved options, overridden by the `explicit` ones it allows to change; else a
+    new run dir (default runs/<timestamp>). `l2m train --dry-run` prints exactly these."""
+    if options.resume:
+        return _merge_resume(options, explicit if explicit is not None else set())
+    return options, Path(options.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def saved_backend(run_dir: str | Path) -> str | None:
+    """The backend a run trained on, read from its options file (plain JSON; no keras)."""
+    saved_file = Path(run_dir) / OPTIONS_FILE
+    if not saved_file.is_file():
+        return None
+    backend = read_saved_options(saved_file).get("backend")
+    return backend if isinstance(backend, str) else None
+
+
 def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptions, Path]:
     run_dir = Path(options.resume)
     saved_file = run_dir / OPTIONS_FILE
@@ -195,13 +247,20 @@ def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptio
         value = getattr(options, name)
         if name not in RESUMABLE_CHANGES and value != saved.get(name):
             raise ValueError(
-                f"--resume {run_dir}: the run used {name}={saved.get(name)!r}, not {value!r}; "
-                "drop the option to resume, or start a new run dir"
+                f"--resume {run_dir}: the run used {option_name(name)} "
+                f"{_shown(saved.get(name))}, not {_shown(value)}; drop the option to resume, "
+                "or start a new run dir"
             )
         merged[name] = value
     merged.update(run_dir=str(run_dir), resume=str(run_dir))
     known = {f.name for f in dataclasses.fields(TrainOptions)}
     return TrainOptions(**{k: v for k, v in merged.items() if k in known}), run_dir
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "the defaults"
+    return "(not set)" if value is None else str(value)
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
@@ -241,16 +300,11 @@ def train(options: TrainOptions, explicit: set[str] | None = None) -> dict[str, 
     """
     import keras
 
-    if options.resume:
-        options, run_dir = _merge_resume(options, explicit if explicit is not None else set())
-    else:
-        run_dir = Path(options.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    options, run_dir = resolve_options(options, explicit)
+    if not options.resume:
         _check_new_run_dir(run_dir)
     check_options(options)
     backend = keras.backend.backend()
-    if options.precision == "mixed_float16" and backend == "jax":
-        raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
-                         "scaling for two optimizers there); use --precision mixed_bfloat16")
     distribution = _distribution(options, backend)
     # The chief writes the run dir and holds it for the whole run; the other workers of a
     # multi-worker run only train.
