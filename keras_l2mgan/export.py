@@ -16,6 +16,9 @@ Signatures (every batched input has a leading batch dimension of any size):
 - ``classify``: images uint8 -> domain_logits float32 (N, D) and source_domain int32 (N,), the
   discriminator's guess of each image's domain (used when the user gives no source domain)
 - ``metadata``: no inputs -> domain_names string (D,), config_json string (), img_size int32 ()
+
+When the bundle holds a FAN (config ``fan``) and w_hpf > 0, the edit signatures compute the
+face masks inside the graph from the images, as ``L2MGAN.edit`` does: clients send the crop only.
 """
 
 from __future__ import annotations

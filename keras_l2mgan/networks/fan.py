@@ -23,6 +23,10 @@ HEATMAP_SIZE = 64
 NUM_LANDMARKS = 98
 HOURGLASS_DEPTH = 4
 _BN_EPSILON = 1e-5
+# FAN always computes in float32, whatever the global policy: its heatmaps go through a 0.1
+# threshold, a min-max normalisation and powers: in bfloat16 the masks of the parity test's
+# FAN moved by up to 0.96 (mean 0.01).
+_DTYPE = "float32"
 # Official BatchNorm2d names -> Keras BatchNormalization attributes.
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
               "running_var": "moving_variance"}
@@ -43,13 +47,16 @@ def _add_coordinates(x, coords: np.ndarray):
 
 
 def _bn(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)
+    return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, dtype=_DTYPE, name=name)
 
 
 def _conv(filters: int, kernel: int, use_bias: bool, name: str, strides: int = 1,
           padding: str = "same") -> keras.layers.Conv2D:
+    # Zero init: FAN is only ever used with pretrained weights, and random init of its 24M
+    # parameters costs seconds (tens of seconds on JAX, one compiled kernel per shape).
     return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
-                               use_bias=use_bias, name=name)
+                               use_bias=use_bias, kernel_initializer="zeros", dtype=_DTYPE,
+                               name=name)
 
 
 def fan_input(images):
@@ -71,6 +78,7 @@ class FanConvBlock(keras.layers.Layer):
     concatenated, plus the shortcut (identity, or BN -> ReLU -> conv1x1 when c_in != c_out)."""
 
     def __init__(self, dim_in: int, dim_out: int, **kwargs):
+        kwargs["dtype"] = _DTYPE
         super().__init__(**kwargs)
         self.dim_in, self.dim_out = dim_in, dim_out
         half, quarter = dim_out // 2, dim_out // 4
@@ -118,10 +126,12 @@ class FAN(keras.Model):
 
     The 99th (boundary) heatmap is dropped, as the official ``get_heatmap`` does.
     ``keras_l2mgan.heatmaps_to_masks`` turns the heatmaps into the generator's masks.
-    Inference only (BatchNorm on running statistics); the model is built on construction.
+    Inference only (BatchNorm on running statistics), always in float32; the model is built on
+    construction with zero weights, to be replaced by ``load_fan_state_dict`` or a bundle's weights.
     """
 
     def __init__(self, **kwargs):
+        kwargs["dtype"] = _DTYPE
         super().__init__(**kwargs)
         self.conv1 = _conv(64, 7, True, "conv1", strides=2, padding="valid")
         self.bn1 = _bn("bn1")
@@ -186,7 +196,7 @@ class FAN(keras.Model):
         shape = tuple(images.shape)
         if len(shape) != 4 or shape[-1] != 3:
             raise ValueError(f"FAN takes images of shape (batch, height, width, 3), got {shape}")
-        return self.all_heatmaps(fan_input(images))[..., :NUM_LANDMARKS]
+        return self.all_heatmaps(fan_input(ops.cast(images, _DTYPE)))[..., :NUM_LANDMARKS]
 
     def torch_layers(self) -> dict[str, keras.layers.Layer]:
         """Official module names (no ``fan.`` prefix) -> the Keras layer holding its weights."""
