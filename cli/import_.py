@@ -27,19 +27,19 @@ def _domain_names(value: str | None) -> tuple[str, ...] | None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="l2mgan (style encoder with transform1/transform2) or stargan-v2 (none: "
                    "the style transformer starts fresh); auto tells them apart.")
-@click.option("--img-size", type=int, default=None,
-              help="Image size (default: read from the style encoder's depth).")
-@click.option("--w-hpf", type=float, default=None,
-              help="High-pass weight (default: from generator.hpf.filter, else 1 when the "
-                   "generator has the extra high-pass blocks, else 0).")
-@click.option("--domains", default=None,
-              help="Comma-separated domain names in label order, e.g. not_smiling,smiling "
-                   "(default: domain_0, domain_1, ...).")
+@click.option("--img-size", type=click.IntRange(min=8), default=None,
+              show_default="read from the style encoder's depth", help="Image size.")
+@click.option("--w-hpf", type=click.FloatRange(min=0), default=None,
+              show_default="from generator.hpf.filter, else 1 when the generator has the extra "
+              "high-pass blocks, else 0", help="High-pass weight.")
+@click.option("--domains", default=None, show_default="domain_0, domain_1, ...",
+              help="Comma-separated domain names in label order, e.g. not_smiling,smiling.")
 @click.option("--wing", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="StarGAN v2's FAN weights (wing.ckpt): checked and reported.")
+              show_default="none", help="StarGAN v2's FAN weights (wing.ckpt): checked and "
+              "reported.")
 @click.option("--landmarks-mean", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="StarGAN v2's celeba_lm_mean.npz: checked and reported.")
-@click.option("--seed", type=int, default=0, show_default=True,
+              show_default="none", help="StarGAN v2's celeba_lm_mean.npz: checked and reported.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the parts the file lacks (D, or a StarGAN v2 style transformer).")
 def import_command(checkpoint: str, output: str, fmt: str, img_size: int | None,
                    w_hpf: float | None, domains: str | None, wing: str | None,
