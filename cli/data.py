@@ -71,11 +71,11 @@ def data() -> None:
 def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples, split,
             per_domain, augment, seed, output) -> None:
     """Write a PNG grid: one row per domain, labelled with the domain name."""
+    source = _source(ctx, source, dataset_alias)
     import numpy as np
 
     from keras_l2mgan.data import build_dataset
 
-    source = _source(ctx, source, dataset_alias)
     info = build_dataset(source, attrs=attrs, img_size=img_size, batch_size=1, split=split,
                          data_dir=data_dir, seed=seed, augment=augment, repeat=True,
                          num_examples=num_examples)
@@ -138,10 +138,10 @@ def _save_png(image, output: str) -> None:
 @click.pass_context
 def stats(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples, splits) -> None:
     """Print the number of images per domain and split."""
+    source = _source(ctx, source, dataset_alias)
     from keras_l2mgan.data import build_dataset
     from keras_l2mgan.data.pipeline import available_splits
 
-    source = _source(ctx, source, dataset_alias)
 
     splits = splits or available_splits(source, attrs, img_size, data_dir, num_examples)
     click.echo(f"dataset {source}  img_size {img_size}")

@@ -23,7 +23,8 @@ from .common import verbose_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--model-config-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              show_default="every model under MODEL_BASE_DIR, latest version", help="A TF Serving models.config (ModelServerConfig text proto): names, version "
+              show_default="every model under MODEL_BASE_DIR, latest version",
+              help="A TF Serving models.config (ModelServerConfig text proto): names, version "
               "policies and labels.")
 @click.option("--enable-batching", is_flag=True, help="Batch concurrent requests together.")
 @click.option("--batching-parameters-file", type=click.Path(exists=True, dir_okay=False),

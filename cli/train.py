@@ -55,11 +55,11 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
                    "the same command on every worker (worker 0 writes the run dir).")
 @click.option("--run-dir", default=None, show_default="runs/<timestamp>",
               help="Output directory of a new run (missing or empty).")
-@click.option("--resume", default=None, metavar="RUN_DIR",
+@click.option("--resume", default=None, metavar="RUN_DIR", show_default="a new run",
               help="Continue the run in RUN_DIR at its last checkpoint, on the backend it "
               "trained on; options not given are taken from it (--steps, --lr, --devices, "
               "--multi-worker and the output options may change).")
-@click.option("--init-from", default=None, metavar="BUNDLE",
+@click.option("--init-from", default=None, metavar="BUNDLE", show_default="random weights",
               help="Start from the weights of this model bundle (e.g. from `l2m import`); its "
                    "model must be the run's (--preset, --img-size, the data's domains).")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True),
