@@ -100,17 +100,18 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
                          f"but the model edits {editor.img_size} px ones; pass a classifier "
                          f"trained with `l2m classifier train --img-size {editor.img_size}`")
     extractor = feature_extractor(features, inception_weights, classifier)
-    log(f"FID/KID features: {extractor.name}")
+    log(f"model: {editor.description}; classifier: {classifier_dir or 'none'}; FID/KID "
+        f"features: {extractor.name}")
     if synthetic:
         results, (rows, columns) = evaluate_synthetic(
             editor, classifier, extractor, num_test, limit, alpha_images,
             batch_size=batch_size, seed=seed, log=log)
-        results["model"] = model
+        results.update(model=model, classifier=classifier_dir)
         markdown = report.synthetic_markdown(results)
     else:
         results, (rows, columns) = evaluate_dataset(
             editor, data, extractor, split, limit, max_real, batch_size, data_dir, log=log)
-        results["model"] = model
+        results.update(model=model, classifier=classifier_dir)
         markdown = report.dataset_markdown(results)
     report.write_atomic(out / "eval.json", report.to_json(results))
     report.write_atomic(out / "eval.md", markdown)
