@@ -84,6 +84,9 @@ def test_eval_end_to_end_writes_json_markdown_and_grid(classifier_dir, tmp_path)
     assert results["fid_label"] == "FID (classifier features)"
     markdown = (out / "eval.md").read_text()
     assert "| **mean** |" in markdown and "FID (classifier features)" in markdown
+    # stdout is the report alone (`l2m eval ... > report.md`); progress went to stderr.
+    assert result.stdout.strip() == markdown.strip()
+    assert f"classifier: {classifier_dir}" in result.stderr
     grid = Image.open(out / "eval_grid.png")
     assert grid.size[0] > 8 * 32 and grid.size[1] >= 4 * 32  # 2 tasks x 2 rows, 8 columns
     assert np.asarray(grid).std() > 0
@@ -100,6 +103,24 @@ def test_eval_without_classifier_is_a_one_line_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["eval", "bundle"])
     assert result.exit_code == 2
     assert "l2m classifier train --img-size 32" in result.output
+
+
+@pytest.mark.tensorflow_only
+def test_eval_refuses_a_classifier_of_another_image_size(classifier_dir, tmp_path):
+    from cli.main import main
+    from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.model import L2MGAN
+
+    save_bundle(L2MGAN(get_preset("tiny_32", img_size=64)), tmp_path / "bundle")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "bundle"), "--classifier",
+                                       str(classifier_dir), "-o", str(tmp_path / "eval")])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors == [f"Error: --classifier {classifier_dir} reads 32 px images but the model "
+                      "edits 64 px ones; pass a classifier trained with `l2m classifier train "
+                      "--img-size 64`"]
+    assert not (tmp_path / "eval").exists()
 
 
 class _OracleEditor:
