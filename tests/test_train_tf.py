@@ -89,9 +89,9 @@ from keras_l2mgan.config import get_preset
 from keras_l2mgan.model import L2MGAN
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
-data = {"images": rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32"),
-        "labels": rng.integers(0, 2, 8).astype("int32"),
-        "target_labels": rng.integers(0, 2, 8).astype("int32")}
+data = {"images": rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32"),
+        "labels": rng.integers(0, 2, 4).astype("int32"),
+        "target_labels": rng.integers(0, 2, 4).astype("int32")}
 jit = backend == "jax"
 # SGD, not Adam: Adam with beta_1 = 0 first moves each weight by lr * sign(g), so a gradient
 # near zero whose sign flips with summation order moves by 2 * lr; SGD measures the gradients.
@@ -124,12 +124,15 @@ ema_diff = max(float(np.abs(a - b).max()) for a, b in zip(ema(single), ema(multi
 print(json.dumps({"replicas": replicas, "diff": diff, "moved": moved, "ema_diff": ema_diff}))
 """
 
-# Two data-parallel replicas vs one device on the same global batch of 4, after 2 SGD steps:
-# the largest weight/EMA difference is below 1e-3 of the largest weight change. What remains
-# is float32 summation order, amplified by some initialisations (TF, seeds 0/1/2: 6e-7,
-# 2.8e-4, 2.9e-5; JAX 1.2e-5), hence a fixed seed. A missing 1/num_replicas scaling would
-# double every update (1.0).
-TOLERANCE = 1e-3
+# Two data-parallel replicas vs one device on the same global batch of 4, after one SGD step:
+# the largest weight/EMA difference is below 1e-2 of the largest weight change. What remains
+# is float32 rounding (per-replica batches of 2 run other conv kernels than one batch of 4),
+# amplified by the model itself: a single-device run from weights perturbed by 1e-6 (relative)
+# ends 2 steps later 0.011 away, as far as the two replicas (0.010; TF without oneDNN, the
+# default on CPUs without AVX-512, e.g. AMD EPYC). So one step only: measured 1.6e-4 there
+# (1.2e-3 of the change), 2.4e-5 with oneDNN. A missing 1/num_replicas scaling would double
+# every update (1.0).
+TOLERANCE = 1e-2
 
 
 def _check_distributed(backend: str, extra_env: dict | None = None) -> None:
@@ -321,12 +324,14 @@ def test_multi_worker_mirrored_strategy_on_loopback_matches_one_device(reference
     assert len(list((run_dir / "logs").iterdir())) == 1  # only the chief writes
 
     # Step 1 starts from the same weights on the same global batch: its gradients (Adam's
-    # moments) match the one-device run to float32 rounding (measured 4e-6); a wrong data
-    # shard or loss scaling makes them differ by ~1. After step 2 Adam's sign steps on
-    # rounding-level gradients have moved a few weights by 2 * lr (measured 1.6e-3).
+    # moments) match the one-device run to float32 rounding (measured 4e-6 with oneDNN, 1.4e-3
+    # with TF's Eigen kernels, the default on CPUs without AVX-512: the model amplifies
+    # rounding, see TOLERANCE); a wrong data shard or loss scaling makes them differ by ~1.
+    # After step 2 Adam's sign steps on rounding-level gradients have moved a few weights by
+    # 2 * lr (measured 1.6e-3 with oneDNN, 2.5e-2 with Eigen).
     reference = reference_run["run_dir"]
-    assert _worst_moment_difference(_checkpoint(run_dir, 1), _checkpoint(reference, 1)) < 1e-4
-    assert _worst_moment_difference(_checkpoint(run_dir, 2), _checkpoint(reference, 2)) < 1e-2
+    assert _worst_moment_difference(_checkpoint(run_dir, 1), _checkpoint(reference, 1)) < 1e-2
+    assert _worst_moment_difference(_checkpoint(run_dir, 2), _checkpoint(reference, 2)) < 1e-1
 
 
 # Plain Keras 3 fit under MultiWorkerMirroredStrategy, without this project's workarounds
