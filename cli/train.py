@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from keras_l2mgan.config import PRESETS
+from keras_l2mgan.config import MAX_IMG_SIZE, PRESETS
 from keras_l2mgan.training.run import PRECISIONS, TrainOptions
 
 from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, default_backend
@@ -18,6 +18,7 @@ from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, defau
 # Defaults live in TrainOptions (one place); the CLI shows them.
 DEFAULTS = TrainOptions()
 ORTHOGONALITY = ("cosine", "abs_dot", "abs_product")
+IMG_SIZES = [2**n for n in range(5, MAX_IMG_SIZE.bit_length())]  # what L2MConfig accepts
 LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
 
 
@@ -33,7 +34,7 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULTS.preset,
               show_default=True, help="Model preset (`l2m info` lists them with parameter "
               "counts): small_64 trains on a 2-core CPU, tiny_32 is for smoke runs.")
-@click.option("--img-size", type=click.IntRange(min=8), default=None,
+@click.option("--img-size", type=click.Choice(IMG_SIZES), default=None,
               show_default="the preset's", help="Override the preset's image size.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
               show_default=True, help="Global batch size (split across --devices).")

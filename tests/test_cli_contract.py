@@ -82,6 +82,7 @@ BAD_VALUES = [
     (["train", "--data", "nonsense"], "'--data': 'nonsense' is not one of synthetic"),
     (["train", "--devices", "0"], "'--devices': '0': pass a number of devices (1 or more)"),
     (["train", "--devices", "two"], "'--devices'"),
+    (["train", "--img-size", "33"], "'--img-size': '33' is not one of '32', '64'"),
     (["edit", "p.png", "--to", "smiling", "--alpha", "5"], "'--alpha': 5 is outside -1 to 2"),
     (["edit", "p.png", "--to", "smiling", "--alpha", "0,nan"], "'--alpha': must be finite"),
     (["edit", "p.png", "--to", "smiling", "--sweep", "0:9:3"], "'--sweep': 9 is outside"),

@@ -101,8 +101,11 @@ def validate_options(options: TrainOptions) -> None:
         raise ValueError(f"--lr must be > 0, got {options.lr}")
     if not 0 <= options.ema_decay < 1:
         raise ValueError(f"--ema-decay must be in [0, 1), got {options.ema_decay}")
-    if options.img_size is not None and options.img_size < 8:
-        raise ValueError(f"--img-size must be >= 8, got {options.img_size}")
+    if options.img_size is not None:
+        try:
+            get_preset(options.preset).replace(img_size=options.img_size)
+        except ValueError as error:
+            raise ValueError(f"--img-size: {error}") from None
     if options.precision == "mixed_float16" and options.backend == "jax":
         raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
                          "scaling for two optimizers there); use --precision mixed_bfloat16")
