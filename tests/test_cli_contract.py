@@ -212,3 +212,16 @@ def test_a_server_that_does_not_answer_is_one_line_naming_it(tmp_path, listening
                      "tensorflow_model_server running there?); a slow network or server needs "
                      "a larger --timeout"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+def test_train_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--preset", "tiny_32", "--lr", "3e-4",
+                                       "--log-every", "5", "--run-dir", str(run_dir),
+                                       "--dry-run"])
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.stdout)  # stdout is the JSON alone
+    assert (options["preset"], options["lr"], options["log_every"]) == ("tiny_32", 3e-4, 5)
+    assert (options["steps"], options["run_dir"], options["backend"]) == \
+        (300, str(run_dir), "tensorflow")
+    assert not run_dir.exists()
