@@ -246,9 +246,13 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
               help="--server: seconds to wait for the server to connect and describe the model "
               "(edit requests then wait up to 120 s, or this if longer).")
 @click.option("--crop-only", is_flag=True, help="Write the edited face crop only (model size).")
-@click.option("--detector", type=click.Choice(["center", "haar"]), default="center",
-              show_default=True, help="Face region: the centred square, or OpenCV's Haar "
-              "detector (needs opencv-python-headless).")
+@click.option("--detector", type=click.Choice(["haar", "center"]), default="haar",
+              show_default=True, help="How faces are found: OpenCV's Haar cascade (every face "
+              "in the photo; none found is an error), or the centred square (a portrait "
+              "already framed like CelebA-HQ).")
+@click.option("--face", "face_index", type=click.IntRange(min=0), default=None,
+              show_default="every face", help="Edit only face N of each photo: 0-based, left to "
+              "right (by the face's centre).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Photos decoded and edited at a time (memory grows with it, not with the "
               "number of photos).")
@@ -256,16 +260,21 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
 def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float],
          sweep: list[float] | None, output: str | None, model: str | None, source: str | None,
          server: str | None, timeout: float, crop_only: bool, detector: str,
-         batch_size: int) -> None:
-    """Edit the face in each IMAGE (files or glob patterns); the output keeps the photo's size.
+         face_index: int | None, batch_size: int) -> None:
+    """Edit the faces in each IMAGE (files or glob patterns); the output keeps the photo's size.
 
-    Every file's header is checked before any work. One photo: any error leaves nothing
-    written (exit 2). Several: each photo that cannot be read or edited is named in one line,
-    the others are written, a summary line ends the run and the exit code is 1 if any failed.
+    Faces are found with OpenCV's Haar cascade (--detector center: the centred square). With a
+    model that has a FAN and the mean CelebA-HQ landmarks (an `l2m import`ed one), each face is
+    aligned to the CelebA-HQ framing from its landmarks, edited, and warped back with a
+    feathered face mask; otherwise its box is edited and blended back. Either way pixels away
+    from the faces keep their values.
+
+    Every file's header is checked before any work. One photo: any error (no face found
+    included) leaves nothing written (exit 2). Several: each photo that cannot be read or
+    edited is named in one line, the others are written, a summary line ends the run and the
+    exit code is 1 if any failed.
     """
-    import numpy as np
-
-    from keras_l2mgan.editors import domain_index, open_editor
+    from keras_l2mgan.editors import SYNTHETIC, domain_index, open_editor
     from keras_l2mgan.photo import StagedOutputs, haar_available, probe_photo
 
     if sweep is not None and \
@@ -277,7 +286,8 @@ def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float
     if not request:
         raise ValueError("--to needs at least one attribute or domain name")
     if detector == "haar" and not haar_available():
-        raise ValueError("--detector haar needs OpenCV 4: pip install 'keras-l2mgan[faces]'")
+        raise ValueError("face detection needs OpenCV 4: pip install 'opencv-python-headless<5' "
+                         "(or pass --detector center)")
     inputs = expand_inputs(images)
     failures = _Failures(several=len(inputs) > 1)
     sweeping = len(alphas) > 1
@@ -297,36 +307,110 @@ def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float
     targets = _targets(names, request, fixed)
     # After every check on the request: a bad --to still gives a single line.
     click.echo(f"model: {editor.description} (domains: {', '.join(names)})", err=True)
+    click.echo(_face_path_line(editor, detector), err=True)
+    if editor.training_data == SYNTHETIC:
+        click.echo(synthetic_note(editor.img_size), err=True)
 
     report = []
     with StagedOutputs() as staged:
         for start in range(0, len(todo), batch_size):
-            batch, photos, boxes = _load_batch(todo[start:start + batch_size], inputs,
-                                               detector, failures)
-            if not batch:
-                continue
-            crops = np.stack([_crop(photo, box, editor.img_size)
-                              for photo, box in zip(photos, boxes, strict=True)])
-            sources = (np.full(len(batch), fixed, np.int32) if fixed is not None
-                       else np.asarray(editor.classify(crops), np.int32))
-            goals = np.full(len(batch), -1, np.int32)
-            for k, n in enumerate(batch):
-                with failures.guard(n, inputs[n]):
-                    goals[k] = _target(targets, int(sources[k]), names, inputs[n])
-            keep = np.flatnonzero(goals >= 0)
-            if not len(keep):
-                continue
-            edited = _edit_all(editor, crops[keep], sources[keep], goals[keep], alphas,
-                               batch_size)
-            for j, k in enumerate(keep):
-                n = batch[k]
-                written = _write(staged, photos[k], boxes[k], edited[j], crop_only,
-                                 destinations[n], alphas)
-                photos[k] = None  # its memory goes once its frames are staged
-                report.append(f"{inputs[n]}: {names[sources[k]]} -> {names[goals[k]]}, "
-                              f"{written}")
+            _edit_batch(editor, todo[start:start + batch_size], inputs, destinations, detector,
+                        face_index, fixed, targets, alphas, crop_only, batch_size, failures,
+                        staged, report)
         staged.commit()
     failures.finish(ctx, report)
+
+
+# What a model trained on the synthetic faces does to a real photo, and what does better.
+IMPORT_COMMAND = ("l2m import 100000_nets_ema.ckpt -o models/l2mgan_smiling "
+                  "--domains not_smiling,smiling --landmarks-mean celeba_lm_mean.npz")
+
+
+def synthetic_note(img_size: int) -> str:
+    return (f"note: this model was trained on synthetic {img_size} px cartoon faces, so a real "
+            "face comes back as a blurry synthetic repaint; for real-photo quality import the "
+            f"authors' CelebA-HQ model: {IMPORT_COMMAND} (README: \"Use the authors' pretrained "
+            "models\")")
+
+
+def _face_path_line(editor, detector: str) -> str:
+    found = "Haar-detected faces" if detector == "haar" else "the centred square"
+    if editor.aligns_faces:
+        return (f"face path: aligned with FAN landmarks to the CelebA-HQ framing ({found}), "
+                "pasted back with a feathered face mask")
+    missing = "no FAN" if not editor.has_fan else "no landmarks mean"
+    return (f"face path: {'detected box' if detector == 'haar' else 'centred square'} "
+            f"({missing} in this model for alignment), blended back with feathered edges")
+
+
+def _edit_batch(editor, batch, inputs, destinations, detector, face_index, fixed, targets,
+                alphas, crop_only, batch_size, failures, staged, report) -> None:
+    """Find, edit and stage the faces of one batch of photos; failed photos are dropped."""
+    import numpy as np
+
+    names = editor.domain_names
+    batch, photos, boxes = _load_batch(batch, inputs, detector, face_index, failures)
+    if not batch:
+        return
+    jobs = [(k, box) for k, photo_boxes in enumerate(boxes) for box in photo_boxes]
+    crops, places = _face_crops(editor, batch, photos, jobs, inputs, failures, batch_size)
+    if fixed is not None:
+        sources = np.full(len(jobs), fixed, np.int32)
+    else:
+        sources = np.concatenate([np.asarray(editor.classify(crops[i:i + batch_size]), np.int32)
+                                  for i in range(0, len(jobs), batch_size)])
+    goals = np.full(len(jobs), -1, np.int32)
+    for k, n in enumerate(batch):
+        with failures.guard(n, inputs[n]):
+            for i in [i for i, (owner, _) in enumerate(jobs) if owner == k]:
+                if places[i] is None:
+                    break  # the photo failed while its faces were aligned
+                goals[i] = _target(targets, int(sources[i]), names, inputs[n])
+    keep = [i for i in range(len(jobs)) if batch[jobs[i][0]] not in failures.failed]
+    if not keep:
+        return
+    edited = _edit_all(editor, crops[keep], sources[keep], goals[keep], alphas, batch_size)
+    by_photo: dict[int, list[int]] = {}
+    for j, i in enumerate(keep):
+        by_photo.setdefault(jobs[i][0], []).append(j)
+    for k, faces in by_photo.items():
+        n = batch[k]
+        written = _write(staged, photos[k], [places[keep[j]] for j in faces],
+                         [edited[j] for j in faces], crop_only, destinations[n], alphas)
+        photos[k] = None  # its memory goes once its frames are staged
+        changes = [f"{names[sources[keep[j]]]} -> {names[goals[keep[j]]]}" for j in faces]
+        what = changes[0] if len(faces) == 1 else f"{len(faces)} faces ({', '.join(changes)})"
+        report.append(f"{inputs[n]}: {what}, {written}")
+
+
+def _face_crops(editor, batch, photos, jobs, inputs, failures, batch_size):
+    """The model-size crop of every face, and how each goes back: its box, or (aligned path)
+    its photo -> aligned-face matrix. A photo whose face cannot be aligned fails whole (its
+    places are None)."""
+    import numpy as np
+
+    from keras_l2mgan.photo import crop
+
+    size = editor.img_size
+    if not editor.aligns_faces:
+        crops = np.stack([crop(photos[k], box, size) for k, box in jobs])
+        return crops, [("box", box) for _, box in jobs]
+    from keras_l2mgan.align import align_windows, face_window
+
+    windows = [face_window(photos[k], box, size) for k, box in jobs]
+    fan_inputs = np.stack([window.fan_input for window in windows])
+    landmarks = np.concatenate([editor.landmarks(fan_inputs[i:i + batch_size])
+                                for i in range(0, len(jobs), batch_size)])
+    crops = np.zeros((len(jobs), size, size, 3), np.uint8)
+    places: list = [None] * len(jobs)
+    for k, n in enumerate(batch):
+        with failures.guard(n, inputs[n]):
+            mine = [i for i, (owner, _) in enumerate(jobs) if owner == k]
+            faces, matrices = align_windows([windows[i] for i in mine], landmarks[mine],
+                                            editor.landmarks_mean, size)
+            for i, face, matrix in zip(mine, faces, matrices, strict=True):
+                crops[i], places[i] = face, ("aligned", matrix)
+    return crops, places
 
 
 class _Failures:
@@ -358,36 +442,52 @@ class _Failures:
             ctx.exit(1)
 
 
-def _load_batch(batch: list[int], inputs: list[Path], detector: str, failures: _Failures):
-    """Decode a batch of photos and find their faces; the ones that fail are dropped."""
-    from keras_l2mgan.photo import face_box, load_photo
+def _load_batch(batch: list[int], inputs: list[Path], detector: str, face_index: int | None,
+                failures: _Failures):
+    """Decode a batch of photos and find their faces (each photo's boxes, left to right); the
+    photos that fail, or have no face (or no face N), are dropped."""
+    from keras_l2mgan.photo import face_boxes, load_photo
 
     kept, photos, boxes = [], [], []
     for n in batch:
         with failures.guard(n, inputs[n]):
             photo = load_photo(inputs[n])
-            boxes.append(face_box(photo, detector))
+            found = face_boxes(photo, detector)
+            if not found:
+                raise ValueError(f"no face found in {inputs[n]}; if it is a portrait framed "
+                                 "like CelebA-HQ, pass --detector center")
+            if face_index is not None:
+                if face_index >= len(found):
+                    raise ValueError(f"{inputs[n]} has {len(found)} face(s), so no --face "
+                                     f"{face_index} (faces count from 0, left to right)")
+                found = [found[face_index]]
+            boxes.append(found)
             photos.append(photo)
             kept.append(n)
     return kept, photos, boxes
 
 
-def _crop(photo, box, size: int):
-    from keras_l2mgan.photo import crop
-
-    return crop(photo, box, size)
-
-
-def _write(staged, photo, box, edited, crop_only: bool, destination, alphas: list[float]) -> str:
-    """Stage one photo's frames (pasted back unless --crop-only); the report's tail."""
+def _write(staged, photo, places, edited, crop_only: bool, destination,
+           alphas: list[float]) -> str:
+    """Stage one photo's frames: every face pasted back (how its place says), or with
+    --crop-only the edited faces side by side; the report's tail."""
     from PIL import Image
 
+    from keras_l2mgan.align import paste_aligned
     from keras_l2mgan.photo import paste_back, strip
 
     frames = []
     for j in range(len(alphas)):
-        frames.append(Image.fromarray(edited[j]) if crop_only else paste_back(
-            photo, edited[j], box, in_place=j == len(alphas) - 1))
+        if crop_only:
+            faces = [Image.fromarray(face[j]) for face in edited]
+            frames.append(faces[0] if len(faces) == 1 else strip(faces))
+            continue
+        # The last frame is pasted into the photo itself: no full-size copy.
+        frame = photo if j == len(alphas) - 1 else photo.copy()
+        for (kind, where), face in zip(places, edited, strict=True):
+            paste = paste_aligned if kind == "aligned" else paste_back
+            paste(frame, face[j], where, in_place=True)
+        frames.append(frame)
     path, gif = destination
     if gif is None:
         staged.add(frames[0], path)

@@ -1,8 +1,11 @@
 """Where an edit runs: a Keras bundle, an exported SavedModel, or a TF Serving server.
 
 All three take uint8 (N, S, S, 3) face crops and return uint8 edits, and guess source domains
-with the discriminator (the SavedModel's `classify` signature). This module also maps attribute
-requests (`--to smiling,male`) to domain indices.
+with the discriminator (the SavedModel's `classify` signature). A model with a FAN (a bundle
+with one; an export's `landmarks` signature) also gives face landmarks, and with the mean
+CelebA-HQ landmarks (``landmarks_mean``) `l2m edit` aligns faces the way StarGAN v2 does. This
+module also maps attribute requests (`--to smiling,male`) to domain indices, and tells a model
+trained on synthetic faces (``training_data``).
 """
 
 from __future__ import annotations
@@ -12,23 +15,62 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_l2mgan.bundle import CONFIG_FILE
+from keras_l2mgan.bundle import CONFIG_FILE, load_landmarks_mean
 from keras_l2mgan.errors import ServerUnavailableError
 from keras_l2mgan.export import version_dirs
 
+# assets.extra/training.json of an export: {"data": "synthetic"} when the model was trained on
+# the synthetic faces (`l2m export` writes it from the run's options; the shipped demo models
+# carry it). L2MConfig is strict, so this lives beside the config rather than in it.
+TRAINING_FILE = "training.json"
+SYNTHETIC = "synthetic"
+# The edit's image size is free; FAN always sees 256 x 256 (landmarks come in its pixels).
+FAN_INPUT_SIZE = 256
 
-class KerasEditor:
+
+class _Editor:
+    """What every editor offers besides edit and classify."""
+
+    has_fan = False  # landmarks() works
+    landmarks_mean: np.ndarray | None = None  # (98, 2) mean CelebA-HQ landmarks at 256 px
+    training_data: str | None = None  # "synthetic" for a model trained on synthetic faces
+
+    @property
+    def aligns_faces(self) -> bool:
+        """Whether `l2m edit` can align faces to the CelebA-HQ framing with this model."""
+        return self.has_fan and self.landmarks_mean is not None
+
+    def landmarks(self, images) -> np.ndarray:
+        """uint8 (N, 256, 256, 3) face crops -> FAN's landmarks (N, 98, 2), (x, y) pixels."""
+        raise ValueError(f"{self.description} has no FAN, so no landmarks")
+
+
+class KerasEditor(_Editor):
     """A bundle dir, or an L2MGAN already in memory, on the current Keras backend."""
 
-    def __init__(self, source):
+    def __init__(self, source, landmarks_mean: np.ndarray | None = None):
         from keras_l2mgan.bundle import load_bundle
 
         if isinstance(source, (str, Path)):
             self.model, self.description = load_bundle(source), f"bundle {source}"
+            landmarks_mean = load_landmarks_mean(source)
+            self.training_data = run_training_data(Path(source))
         else:
             self.model, self.description = source, "in-memory model"
         self.img_size = self.model.config.img_size
         self.domain_names = list(self.model.config.names)
+        self.has_fan = self.model.fan is not None
+        self.landmarks_mean = landmarks_mean
+
+    def landmarks(self, images) -> np.ndarray:
+        from keras import ops
+
+        from keras_l2mgan.align import landmarks_from_heatmaps
+
+        if not self.has_fan:
+            return super().landmarks(images)
+        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        return landmarks_from_heatmaps(ops.convert_to_numpy(self.model.fan(x)), x.shape[1])
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
         from keras import ops
@@ -45,7 +87,7 @@ class KerasEditor:
         return np.argmax(ops.convert_to_numpy(self.model.discriminator.domain_logits(x)), -1)
 
 
-class SavedModelEditor:
+class SavedModelEditor(_Editor):
     """A SavedModel version dir written by `l2m export`, run in-process by TensorFlow.
 
     Opening runs none of the model's functions: the image size and domain names come from
@@ -73,6 +115,9 @@ class SavedModelEditor:
         self.description = f"SavedModel {version_dir}"
         self.img_size = config.img_size
         self.domain_names = list(config.names)
+        self.has_fan = "landmarks" in self.loaded.signatures
+        self.landmarks_mean = load_landmarks_mean(version_dir / "assets.extra")
+        self.training_data = saved_training_data(version_dir)
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
         import tensorflow as tf
@@ -89,6 +134,39 @@ class SavedModelEditor:
 
         outputs = self.loaded.signatures["classify"](images=tf.constant(np.asarray(images)))
         return outputs["source_domain"].numpy()
+
+    def landmarks(self, images) -> np.ndarray:
+        import tensorflow as tf
+
+        if not self.has_fan:
+            return super().landmarks(images)
+        outputs = self.loaded.signatures["landmarks"](
+            images=tf.constant(np.asarray(images, np.uint8)))
+        return outputs["landmarks"].numpy()
+
+
+def saved_training_data(version_dir: Path) -> str | None:
+    """The "data" of an export's assets.extra/training.json ("synthetic"), or None. Only a
+    note for the user depends on it, so an unreadable file counts as none."""
+    try:
+        data = json.loads((Path(version_dir) / "assets.extra" / TRAINING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get("data") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def run_training_data(bundle_dir: Path) -> str | None:
+    """"synthetic" when a bundle's run trained on the synthetic faces (RUN_DIR/
+    training_options.json), else None: other data is a user's folder, whose path an export
+    should not carry. Only a note depends on it: an unreadable file counts as none."""
+    try:
+        options = json.loads((Path(bundle_dir).parent / "training_options.json").read_text())
+    except (OSError, ValueError):
+        return None
+    options = options.get("options") if isinstance(options, dict) else None
+    value = options.get("data") if isinstance(options, dict) else None
+    return SYNTHETIC if value == SYNTHETIC else None
 
 
 def _check_nothing_runs_on_load(version_dir: Path) -> None:
@@ -124,7 +202,7 @@ def _check_nothing_runs_on_load(version_dir: Path) -> None:
             raise ValueError(f"{refuse} (an init op)")
 
 
-class ServerEditor:
+class ServerEditor(_Editor):
     """A model served by tensorflow_model_server or `l2m serve`.
 
     Connecting waits at most `timeout_s` (a server that does not answer is one line naming
@@ -154,18 +232,34 @@ class ServerEditor:
         self.name = model_name
         self.description = f"model {model_name!r} served at {address}"
         try:
-            info = self.client.model_info(model_name)
+            # The metadata signature as ServingClient.model_info reads it, plus the outputs an
+            # export adds when it knows them: the landmarks mean and the training data.
+            metadata = self.client.predict(model_name, {}, signature="metadata")
+            self.has_fan = "landmarks" in self.client.signature_defs(model_name)
         except grpc.RpcError as error:
             raise _rpc_error(address, model_name, error) from None
         self.client.timeout_s = max(timeout_s, 120.0)
-        self.img_size = int(info["img_size"])
-        self.domain_names = info["domain_names"]
+        self.img_size = int(json.loads(metadata["config_json"].item())["img_size"])
+        self.domain_names = [name.decode() for name in metadata["domain_names"]]
+        if self.has_fan and "landmarks_mean" in metadata:
+            self.landmarks_mean = np.asarray(metadata["landmarks_mean"], np.float32)
+        if "training_data" in metadata:
+            self.training_data = metadata["training_data"].item().decode()
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
         return self._call(self.client.edit, images, source, target, alpha)
 
     def classify(self, images) -> np.ndarray:
         return self._call(self.client.classify, images)
+
+    def landmarks(self, images) -> np.ndarray:
+        if not self.has_fan:
+            return super().landmarks(images)
+
+        def call(name, images):
+            return self.client.predict(name, {"images": np.asarray(images, np.uint8)},
+                                       signature="landmarks")["landmarks"]
+        return self._call(call, images)
 
     def _call(self, method, *args) -> np.ndarray:
         """A refused or failed RPC becomes one line naming the server and its answer."""

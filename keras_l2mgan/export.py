@@ -15,10 +15,16 @@ Signatures (every batched input has a leading batch dimension of any size):
   domains and alpha -> images string (N,) PNG at S x S; for thin clients
 - ``classify``: images uint8 -> domain_logits float32 (N, D) and source_domain int32 (N,), the
   discriminator's guess of each image's domain (used when the user gives no source domain)
-- ``metadata``: no inputs -> domain_names string (D,), config_json string (), img_size int32 ()
+- ``metadata``: no inputs -> domain_names string (D,), config_json string (), img_size int32 ();
+  plus landmarks_mean float32 (98, 2) when the bundle has the mean CelebA-HQ landmarks, and
+  training_data string () when the run trained on a known dataset (e.g. "synthetic")
+- ``landmarks`` (only when the bundle holds a FAN): images uint8 (N, 256, 256, 3) -> landmarks
+  float32 (N, 98, 2), FAN's 98 (x, y) points in those pixels (what face alignment needs)
 
 When the bundle holds a FAN (config ``fan``) and w_hpf > 0, the edit signatures compute the
 face masks inside the graph from the images, as ``L2MGAN.edit`` does: clients send the crop only.
+``assets.extra`` also holds ``landmarks_mean.npy`` and ``training.json`` when known, so
+`l2m edit` reads them without running the model.
 """
 
 from __future__ import annotations
@@ -116,8 +122,9 @@ def _export_in_subprocess(bundle_dir: Path, target: Path, name: str, compute_dty
                            + (lines[-1] if lines else f"exit code {result.returncode}"))
 
 
-def build_module(model, compute_dtype: str = "float32"):
-    """A tf.Module with the five signature functions around a loaded L2MGAN (TF backend)."""
+def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
+                 training_data: str | None = None):
+    """A tf.Module with the signature functions around a loaded L2MGAN (TF backend)."""
     import tensorflow as tf
 
     config = model.config
@@ -192,9 +199,14 @@ def build_module(model, compute_dtype: str = "float32"):
 
     @tf.function(input_signature=[])
     def metadata():
-        return {"domain_names": tf.constant(names, tf.string),
-                "config_json": tf.constant(config_json, tf.string),
-                "img_size": tf.constant(size, tf.int32)}
+        outputs = {"domain_names": tf.constant(names, tf.string),
+                   "config_json": tf.constant(config_json, tf.string),
+                   "img_size": tf.constant(size, tf.int32)}
+        if landmarks_mean is not None:
+            outputs["landmarks_mean"] = tf.constant(landmarks_mean, tf.float32)
+        if training_data is not None:
+            outputs["training_data"] = tf.constant(training_data, tf.string)
+        return outputs
 
     signatures = {
         "serving_default": serving_default.get_concrete_function(),
@@ -203,6 +215,16 @@ def build_module(model, compute_dtype: str = "float32"):
         "classify": classify.get_concrete_function(),
         "metadata": metadata.get_concrete_function(),
     }
+    if model.fan is not None:
+        from keras_l2mgan.align import FAN_SIZE, landmarks_from_heatmaps_tf
+
+        @tf.function(input_signature=[tf.TensorSpec([None, FAN_SIZE, FAN_SIZE, 3], tf.uint8,
+                                                    name="images")])
+        def landmarks(images):
+            heatmaps = model.fan(from_uint8(images))
+            return {"landmarks": landmarks_from_heatmaps_tf(heatmaps, FAN_SIZE)}
+
+        signatures["landmarks"] = landmarks.get_concrete_function()
     return module, signatures
 
 
@@ -223,10 +245,16 @@ def load_model_for_export(bundle_dir: str | Path, compute_dtype: str = "float32"
 
 
 def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) -> None:
+    import numpy as np
     import tensorflow as tf
 
+    from keras_l2mgan.bundle import LANDMARKS_FILE, load_landmarks_mean
+    from keras_l2mgan.editors import TRAINING_FILE, run_training_data
+
     model = load_model_for_export(bundle_dir, compute_dtype)
-    module, signatures = build_module(model, compute_dtype)
+    landmarks_mean = load_landmarks_mean(bundle_dir)
+    training_data = run_training_data(bundle_dir)
+    module, signatures = build_module(model, compute_dtype, landmarks_mean, training_data)
     # TF Serving only loads numeric dirs, so the dot-named temp dir is invisible until the rename.
     with atomic_directory(target, SAVED_MODEL_KIND, SAVED_MODEL_FILES) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
@@ -234,6 +262,11 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
         # The same config as the metadata signature, readable without loading TensorFlow
         # (`l2m edit` picks a default model by its domains). TF Serving ignores assets.extra.
         model.config.save(tmp / "assets.extra" / CONFIG_FILE)
+        if landmarks_mean is not None:  # the target of `l2m edit`'s face alignment
+            np.save(tmp / "assets.extra" / LANDMARKS_FILE, landmarks_mean)
+        if training_data is not None:  # `l2m edit` notes a model trained on synthetic faces
+            (tmp / "assets.extra" / TRAINING_FILE).write_text(
+                json.dumps({"data": training_data}) + "\n")
 
 
 def write_warmup_requests(version_dir: str | Path, name: str, img_size: int,

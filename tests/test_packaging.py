@@ -77,7 +77,8 @@ def test_the_wheel_holds_the_package_cli_and_shipped_files(wheel):
     assert {f"keras_l2mgan/shipped_models/{n}" for n in shipped} <= names
     for name in ("smiling", "smiling_male"):
         for part in ("variables/variables.index", "variables/variables.data-00000-of-00001",
-                     "assets.extra/config.json", "assets.extra/tf_serving_warmup_requests"):
+                     "assets.extra/config.json", "assets.extra/tf_serving_warmup_requests",
+                     "assets.extra/training.json"):
             assert f"keras_l2mgan/shipped_models/{name}/1/{part}" in names
     assert {"keras_l2mgan/shipped_classifiers/synthetic_faces_64px/classifier.json",
             "keras_l2mgan/shipped_classifiers/synthetic_faces_64px/classifier.keras"} <= names
@@ -118,7 +119,7 @@ def test_installed_wheel_edits_and_evaluates_with_what_it_ships(wheel, tmp_path)
     Image.new("RGB", (50, 40), (120, 90, 80)).save(empty / "p.png")
     env = {**os.environ, "PYTHONPATH": str(target), "KERAS_BACKEND": "tensorflow",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    args = ["edit", "p.png", "--to", "smiling", "--crop-only",
+    args = ["edit", "p.png", "--to", "smiling", "--crop-only", "--detector", "center",
             "eval", str(target / "keras_l2mgan" / "shipped_models" / "smiling"), "--num-test", "4",
             "--limit", "1", "--alpha-images", "1", "-o", "report"]
     result = subprocess.run([sys.executable, "-c", _RUN, *args], cwd=empty, env=env,

@@ -224,7 +224,7 @@ def test_l2m_edit_through_the_server(served, tmp_path):
     Image.fromarray(np.full((45, 70, 3), 120, np.uint8)).save(photo)
     result = CliRunner().invoke(main, ["edit", str(photo), "--to", "not_smiling", "--from",
                                        "smiling", "--server", client.target, "--model", "faces",
-                                       "--alpha", "0,1"])
+                                       "--alpha", "0,1", "--detector", "center"])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "photo_not_smiling_strip.png").size == (140, 45)
 
@@ -282,7 +282,8 @@ def test_l2m_edit_reports_a_refused_server_request_in_one_line(served, tmp_path)
     Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(photo)
     result = CliRunner().invoke(main, ["edit", str(photo), "--to", "not_smiling", "--from",
                                        "smiling", "--server", client.target, "--model", "faces",
-                                       "--sweep", "0:1:33", "--batch-size", "40"])
+                                       "--sweep", "0:1:33", "--batch-size", "40",
+                                       "--detector", "center"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
