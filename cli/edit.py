@@ -305,18 +305,19 @@ def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float
     names = editor.domain_names
     fixed = domain_index(names, source) if source is not None else None
     targets = _targets(names, request, fixed)
-    # After every check on the request: a bad --to still gives a single line.
-    click.echo(f"model: {editor.description} (domains: {', '.join(names)})", err=True)
-    click.echo(_face_path_line(editor, detector), err=True)
+    # Once the first faces are found: after every check on the request (a bad --to is one
+    # line), and a single photo without a face is one line too.
+    header = [f"model: {editor.description} (domains: {', '.join(names)})",
+              _face_path_line(editor, detector)]
     if editor.training_data == SYNTHETIC:
-        click.echo(synthetic_note(editor.img_size), err=True)
+        header.append(synthetic_note(editor.img_size))
 
     report = []
     with StagedOutputs() as staged:
         for start in range(0, len(todo), batch_size):
             _edit_batch(editor, todo[start:start + batch_size], inputs, destinations, detector,
                         face_index, fixed, targets, alphas, crop_only, batch_size, failures,
-                        staged, report)
+                        staged, report, header)
         staged.commit()
     failures.finish(ctx, report)
 
@@ -344,14 +345,18 @@ def _face_path_line(editor, detector: str) -> str:
 
 
 def _edit_batch(editor, batch, inputs, destinations, detector, face_index, fixed, targets,
-                alphas, crop_only, batch_size, failures, staged, report) -> None:
-    """Find, edit and stage the faces of one batch of photos; failed photos are dropped."""
+                alphas, crop_only, batch_size, failures, staged, report, header) -> None:
+    """Find, edit and stage the faces of one batch of photos; failed photos are dropped. The
+    header lines are printed (and emptied) before the first faces are edited."""
     import numpy as np
 
     names = editor.domain_names
     batch, photos, boxes = _load_batch(batch, inputs, detector, face_index, failures)
     if not batch:
         return
+    for line in header:
+        click.echo(line, err=True)
+    header.clear()
     jobs = [(k, box) for k, photo_boxes in enumerate(boxes) for box in photo_boxes]
     crops, places = _face_crops(editor, batch, photos, jobs, inputs, failures, batch_size)
     if fixed is not None:
