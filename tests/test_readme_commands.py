@@ -3,6 +3,7 @@ quick start (train, resume, edit) runs with tiny settings."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
@@ -10,7 +11,6 @@ import shlex
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import REPO_ROOT
@@ -170,13 +170,14 @@ def test_quick_start_train_resume_and_edit(tmp_path, monkeypatch):
         "--backend (or with --backend tensorflow)"]
 
     # The quick start's edits: the shipped model, then the run just trained.
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), np.uint8)).save(
-        tmp_path / "photo.jpg")
+    # A real photograph (its face is found by default): scikit-image's bundled astronaut.
+    astronaut = importlib.resources.files("skimage.data") / "astronaut.png"
+    Image.open(astronaut).convert("RGB").resize((300, 240)).save(tmp_path / "photo.jpg")
     shipped, own = QUICK_EDIT
     result = CliRunner().invoke(main, shipped)
     assert result.exit_code == 0, result.output
     assert "saved_models/smiling/1" in result.stderr
-    assert Image.open(tmp_path / "photo_smiling.png").size == (50, 40)
+    assert Image.open(tmp_path / "photo_smiling.png").size == (300, 240)
     (tmp_path / "photo_smiling.png").unlink()
     result = CliRunner().invoke(main, [arg.replace("runs/<run>", str(run)) for arg in own])
     assert result.exit_code == 0, result.output
