@@ -80,7 +80,8 @@ def run_edit(code_root: Path, inputs: list[Path], bundle: Path, out: Path,
     out.mkdir()
     command = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())",
                "edit", *map(str, inputs), "--to", "smiling", "--model", str(bundle), "-o",
-               str(out), "--batch-size", str(batch_size)]
+               str(out), "--batch-size", str(batch_size),
+               "--detector", "center"]  # noise photos: no face to detect
     start = time.perf_counter()
     process = subprocess.Popen(command, env=_env(code_root), cwd=out, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
