@@ -97,7 +97,7 @@ def test_the_wheel_holds_the_package_cli_and_shipped_files(wheel):
 _RUN = """
 import sys
 from keras_l2mgan.cli.main import main
-for args in (sys.argv[1:6], sys.argv[6:]):
+for args in (sys.argv[1:8], sys.argv[8:]):  # edit (7 args), then eval
     try:
         main(args)
     except SystemExit as exit:
