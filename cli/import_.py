@@ -35,10 +35,11 @@ def _domain_names(value: str | None) -> tuple[str, ...] | None:
 @click.option("--domains", default=None, show_default="domain_0, domain_1, ...",
               help="Comma-separated domain names in label order, e.g. not_smiling,smiling.")
 @click.option("--wing", type=click.Path(dir_okay=False, path_type=str), default=None,
-              show_default="none", help="StarGAN v2's FAN weights (wing.ckpt): checked and "
-              "reported.")
+              show_default="the checkpoint's 'fan' entry, if any", help="StarGAN v2's FAN "
+              "(wing.ckpt): the face masks of w_hpf > 0 models and the landmarks of alignment.")
 @click.option("--landmarks-mean", type=click.Path(dir_okay=False, path_type=str), default=None,
-              show_default="none", help="StarGAN v2's celeba_lm_mean.npz: checked and reported.")
+              show_default="none", help="StarGAN v2's celeba_lm_mean.npz (mean CelebA-HQ "
+              "landmarks), kept in the bundle for face alignment.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the parts the file lacks (D, or a StarGAN v2 style transformer).")
 def import_command(checkpoint: str, output: str, fmt: str, img_size: int | None,
@@ -50,25 +51,27 @@ def import_command(checkpoint: str, output: str, fmt: str, img_size: int | None,
     reader of its zip format: nothing in it runs. Any misfit is one error line naming the
     key, the expected and the found shape; nothing is written then.
     """
-    from keras_l2mgan.importers.fan_files import check_landmarks_mean, check_wing
     from keras_l2mgan.importers.official import describe, import_checkpoint, save_imported
 
-    fan_notes = [check_wing(wing)] if wing else []
-    if landmarks_mean:
-        fan_notes.append(check_landmarks_mean(landmarks_mean))
     result = import_checkpoint(checkpoint, fmt=fmt, img_size=img_size,
-                               domain_names=_domain_names(domains), w_hpf=w_hpf, seed=seed)
+                               domain_names=_domain_names(domains), w_hpf=w_hpf, seed=seed,
+                               wing=wing, landmarks_mean=landmarks_mean)
     source = result.source
     click.echo(f"read {source['file']} ({source['format']}, sha256 {source['sha256'][:12]}...): "
                f"{describe(result.model.config)}")
-    imported = ", ".join(f"{entry} ({count} tensors)" for entry, count in
-                         source["imported"].items())
+    fan = source["fan"]
+    wing_file = f" from {fan['file']}" if fan is not None and fan["from"] == "--wing" else ""
+    imported = ", ".join(f"{entry}{wing_file if entry == 'fan' else ''} ({count} tensors)"
+                         for entry, count in source["imported"].items())
     click.echo(f"imported: {imported}")
+    if source["landmarks_mean"] is not None:
+        click.echo(f"kept: landmark mean of {source['landmarks_mean']['file']} "
+                   f"({source['landmarks_mean']['points']} points) for face alignment")
     for line in source["fresh"]:
         click.echo(f"fresh: {line}")
     for entry, why in source["not_imported"].items():
         click.echo(f"not imported: {entry}: {why}")
-    for line in result.notes + fan_notes:
+    for line in result.notes:
         click.echo(f"note: {line}")
     if source["extra_keys"]:
         click.echo(f"extra keys, not imported ({len(source['extra_keys'])}): "

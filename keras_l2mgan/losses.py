@@ -6,8 +6,11 @@ One iteration is a discriminator step, then a generator step that updates G and 
     G: BCE(D(x~, y~), 1) + w_sty * |E(x~, y~) - s~| + w_cyc * |G(x~, s) - x|
        + w_ortho * [ortho(s_un, s_re) + ortho(s_un, s~_re)]   (- w_ds * diversity, off by default)
 
-with s = E(x, y), s~ = s_un + s~_re, x~ = G(x, s~). Every term is computed in float32, whatever
-the mixed-precision policy, so loss values and the R1 penalty never round to bf16/fp16.
+with s = E(x, y), s~ = s_un + s~_re, x~ = G(x, s~). With w_hpf > 0 and a FAN, every generator
+call also gets the face masks of its own input, from the frozen FAN and without gradient, as
+StarGAN v2's solver does: masks(x) for G(x, .), masks(x~) for the cycle G(x~, s). Every term
+is computed in float32, whatever the mixed-precision policy, so loss values and the R1 penalty
+never round to bf16/fp16.
 
 The only backend-specific piece is the gradient of D with respect to its input (R1): the
 trainer passes it in as ``r1_fn(x, labels) -> (real_logits, r1_penalty)``.
@@ -110,10 +113,23 @@ def edited_style(style_encoder, x, source, target):
     return s, s_un, s_re, s_tilde_re, s_un + s_tilde_re
 
 
-def make_fakes(model, x, source, target):
-    """Edited images for the D step. Callers run it without gradient tracking."""
+def generator_masks(model, x):
+    """The (coarse, fine) face masks G gets for input x: None without a FAN or when w_hpf is 0.
+
+    FAN is frozen (in no optimizer) and its masks are constants of the step, as the official
+    ``get_heatmap`` runs under ``torch.no_grad``: stopping the gradient at FAN's input also
+    keeps autograd from recording FAN's forward pass on torch.
+    """
+    if model.fan is None or model.config.w_hpf <= 0:
+        return None
+    return model.face_masks(ops.stop_gradient(ops.convert_to_tensor(x)))
+
+
+def make_fakes(model, x, source, target, masks=None):
+    """Edited images for the D step (masks: ``generator_masks(model, x)``). Callers run it
+    without gradient tracking."""
     *_, s_tilde = edited_style(model.style_encoder, x, source, target)
-    return ops.stop_gradient(model.generator(x, s_tilde))
+    return ops.stop_gradient(model.generator(x, s_tilde, masks))
 
 
 def discriminator_loss(model, x, x_fake, source, target, weights: LossWeights, r1_fn):
@@ -125,15 +141,19 @@ def discriminator_loss(model, x, x_fake, source, target, weights: LossWeights, r
     return loss, {"d_loss": loss, "d_real": loss_real, "d_fake": loss_fake, "r1": r1}
 
 
-def generator_loss(model, x, source, target, weights: LossWeights):
-    """G+E loss and its parts (style reconstruction, cycle with the full s, orthogonality)."""
+def generator_loss(model, x, source, target, weights: LossWeights, masks=None):
+    """G+E loss and its parts (style reconstruction, cycle with the full s, orthogonality).
+
+    `masks` are ``generator_masks(model, x)``; the cycle's masks are those of the fake image.
+    """
     generator, encoder = model.generator, model.style_encoder
     s, s_un, s_re, s_tilde_re, s_tilde = edited_style(encoder, x, source, target)
-    x_fake = generator(x, s_tilde)
+    x_fake = generator(x, s_tilde, masks)
     loss_adv = adversarial_loss(model.discriminator(x_fake, target), 1)
     style_target = ops.stop_gradient(s_tilde) if weights.detach_style_target else s_tilde
     loss_style = l1_loss(encoder.encode(x_fake, target), style_target)
-    loss_cycle = l1_loss(generator(x_fake, s), x)
+    fake_masks = None if masks is None else generator_masks(model, x_fake)
+    loss_cycle = l1_loss(generator(x_fake, s, fake_masks), x)
     loss_ortho = (orthogonality_loss(s_un, s_re, weights.orthogonality_form)
                   + orthogonality_loss(s_un, s_tilde_re, weights.orthogonality_form))
     loss = (weights.adversarial * loss_adv + weights.style * loss_style
@@ -145,7 +165,7 @@ def generator_loss(model, x, source, target, weights: LossWeights):
         # the target code of another sample in the batch should look different.
         *_, s_other = edited_style(encoder, ops.roll(x, 1, axis=0), ops.roll(source, 1, axis=0),
                                    target)
-        loss_div = l1_loss(x_fake, generator(x, s_other))
+        loss_div = l1_loss(x_fake, generator(x, s_other, masks))
         loss = loss - weights.diversity * loss_div
         logs.update(g_loss=loss, g_diversity=loss_div)
     return loss, logs

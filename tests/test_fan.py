@@ -212,3 +212,50 @@ def test_model_with_fan_edits_with_masks_and_round_trips(reference, tmp_path):
         np.testing.assert_array_equal(_np(ours), _np(theirs))
     np.testing.assert_allclose(_np(loaded.edit(x, 0, 1, masks=(coarse, fine))), edited,
                                atol=1e-5)
+
+
+# --- training with a frozen FAN -------------------------------------------------------------------
+
+def test_training_uses_frozen_fan_masks(reference):
+    """A step at w_hpf 1 with a FAN: G gets the masks of each call's input, FAN never moves.
+
+    g_cycle and g_style depend on G and E only, which the G step updates after computing
+    them: the logged values are those of the masked generator, not of the unmasked one.
+    """
+    import keras
+
+    from keras_l2mgan.losses import LossWeights, generator_loss, generator_masks
+
+    keras.utils.set_random_seed(0)
+    model = L2MGAN(L2MConfig(img_size=32, w_hpf=1.0, dim_in=8, max_conv_dim=16, fan=True))
+    load_fan_state_dict(model.fan, reference[1])
+    model.compile(jit_compile=False)
+    optimized = {id(v) for v in model.optimizer.g_variables + model.optimizer.d_variables}
+    assert not any(id(v) in optimized for v in model.fan.weights)
+
+    # Batch 1, the calibration image at 32 px: on JAX, the eager FAN and G kernels compiled
+    # for the tests above are reused.
+    x = _np(ops.image.resize(_images(1, 256, seed=1), (32, 32), interpolation="bilinear"))
+    source, target = np.array([0], "int32"), np.array([1], "int32")
+    weights = LossWeights()
+    masks = generator_masks(model, x)
+    expected = {k: float(_np(v)) for k, v in
+                generator_loss(model, x, source, target, weights, masks)[1].items()}
+    unmasked = {k: float(_np(v)) for k, v in
+                generator_loss(model, x, source, target, weights, None)[1].items()}
+    fan_before = [_np(w).copy() for w in model.fan.weights]
+
+    # Tensors: on torch train_on_batch hands the batch to the step as it is.
+    batch = {"images": ops.convert_to_tensor(x), "labels": ops.convert_to_tensor(source),
+             "target_labels": ops.convert_to_tensor(target)}
+    logs = model.train_on_batch(batch, return_dict=True)
+    logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in logs.items()}
+    print("masked", {k: expected[k] for k in ("g_cycle", "g_style")}, "unmasked",
+          {k: unmasked[k] for k in ("g_cycle", "g_style")}, "logged", logs)
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    for name in ("g_cycle", "g_style"):
+        assert abs(logs[name] - expected[name]) <= 1e-5, (name, logs[name], expected[name])
+    # The cycle runs G twice (masks of x, then of the fake): without masks it is far off.
+    assert abs(unmasked["g_cycle"] - expected["g_cycle"]) > 1e-3, (unmasked, expected)
+    for before, after in zip(fan_before, model.fan.weights, strict=True):
+        np.testing.assert_array_equal(before, _np(after))

@@ -1,7 +1,9 @@
 """`l2m import`: official checkpoints (made by tests/torch_reference.py in the official format)
 become bundles whose networks compute what the PyTorch modules compute, on this backend.
 
-Parity bounds: style codes 1e-4, images and D logits 1e-3 (max abs difference).
+Parity bounds: style codes 1e-4, images and D logits 1e-3 (max abs difference). At 256 px with
+w_hpf 1 both sides compute the face masks themselves with the FAN of the checkpoint
+(tests/torch_fan_reference.py), as the official edit does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch_fan_reference as ref_fan
 import torch_reference as ref
 from conftest import REPO_ROOT
 
@@ -108,11 +111,10 @@ def _check_discriminator(nets, model, img_size: int, label: str) -> None:
 
 @pytest.fixture(scope="module")
 def l2m_64(tmp_path_factory):
-    """A 64 px w_hpf 0 *_nets.ckpt (G, E, D) with FAN and vgg entries and two extra keys."""
+    """A 64 px w_hpf 0 *_nets.ckpt (G, E, D) with a vgg entry and two extra keys."""
     nets = ref.build(img_size=64, w_hpf=0.0, dim_in=16, max_conv_dim=64, seed=0)
     ckpt = _checkpoint(nets)
     ckpt["generator"]["stray.weight"] = torch.ones(2)
-    ckpt["fan"] = {"conv1.conv.weight": torch.zeros(64, 6, 7, 7)}
     ckpt["vgg"] = {"0.weight": torch.zeros(4, 3, 7, 7)}
     ckpt["epoch"] = 7
     tmp = tmp_path_factory.mktemp("l2m64")
@@ -128,10 +130,12 @@ def test_l2mgan_64px_parity(l2m_64):
 def test_import_reports_and_records_its_source(l2m_64):
     _, bundle, model, output = l2m_64
     assert "64 px, w_hpf 0, 2 domains, style_dim 64, dim_in 16, max_conv_dim 64" in output
-    assert "FAN face-landmark weights found, not yet imported" in output
+    assert "vgg: the ResNet-18 trunk" in output
+    assert "no FAN" not in output  # w_hpf 0: masks are never used
     assert "unused attention MLPs of generator and style_encoder" in output
     assert "extra keys, not imported (2): generator.stray.weight, epoch" in output
     assert model.config.domain_names == DOMAINS and model.config.dim_in == 16
+    assert model.fan is None and not model.config.fan
     source = json.loads((bundle / "import.json").read_text())
     ckpt = bundle.parent / "100000_nets.ckpt"
     assert source["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
@@ -139,6 +143,7 @@ def test_import_reports_and_records_its_source(l2m_64):
     assert source["imported"] == {"generator": 74, "style_encoder": 44, "discriminator": 24}
     assert source["extra_keys"] == ["generator.stray.weight", "epoch"]
     assert len(source["ignored"]) == 8 and source["fresh"] == []
+    assert source["fan"] is None and source["landmarks_mean"] is None
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +155,15 @@ def l2m_hpf(tmp_path_factory):
 
 
 def test_l2mgan_high_pass_parity_with_masks(l2m_hpf):
-    nets, _, model, output = l2m_hpf
+    """No FAN in the file: the bundle has none, says so in one line, and takes given masks."""
+    nets, bundle, model, output = l2m_hpf
     assert "generator.hpf.filter missing: w_hpf 1 (the official value) assumed" in output
     assert "fresh: discriminator (not in this file" in output
+    assert [line for line in output.splitlines() if "no FAN" in line] == [
+        "note: no FAN: edits run without face masks (the generator's high-pass path is "
+        "skipped); pass --wing wing.ckpt (StarGAN v2's FAN) to add it"]
+    assert model.fan is None and not model.config.fan
+    assert json.loads((bundle / "import.json").read_text())["fan"] is None
     assert model.config.w_hpf == 1.0 and model.config.generator_repeat_num == 4
     _check_l2mgan_parity(nets, model, 128, masks=True, label="128px w_hpf 1 masks")
     # The masks take part: the same edit without them is another image.
@@ -161,6 +172,83 @@ def test_l2mgan_high_pass_parity_with_masks(l2m_hpf):
         with_masks = ref.edit(nets, x, torch.tensor([0, 1]), torch.tensor([1, 0]), 1.0, m)
         without = ref.edit(nets, x, torch.tensor([0, 1]), torch.tensor([1, 0]), 1.0, None)
     assert float((with_masks - without).abs().max()) > 0.1
+    # Without a FAN and without masks, the edit is the official one without masks.
+    got = model.edit(_nhwc(x), np.array([0, 1]), np.array([1, 0]))
+    assert _diff(without, got, nchw=True) <= IMAGE_TOL
+
+
+@pytest.fixture(scope="module")
+def torch_fan():
+    """A seeded torch FAN whose BatchNorm statistics and heatmap scale are calibrated on one
+    256 px image (as in test_fan.py), so the masks of such images are neither empty nor full."""
+    torch.manual_seed(0)
+    fan = ref_fan.FanReference()
+    calibration = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(40))
+    ref_fan.randomize(fan, seed=0, calibration=calibration)
+    return fan, calibration * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def l2m_256_fan(tmp_path_factory, torch_fan):
+    """The official layout at 256 px, w_hpf 1, with reduced widths, as a *_nets_ema.ckpt with
+    its 'fan' entry (batch counters included, as a state_dict has them)."""
+    nets = ref.build(img_size=256, w_hpf=1.0, dim_in=8, max_conv_dim=32, seed=50)
+    ckpt = _checkpoint(nets, ("generator", "style_encoder"))
+    ckpt["fan"] = torch_fan[0].state_dict()
+    tmp = tmp_path_factory.mktemp("l2m256")
+    return (nets, *_import(tmp, ckpt, "--domains", ",".join(DOMAINS)))
+
+
+def test_l2mgan_256px_parity_with_the_fan_masks(l2m_256_fan, torch_fan):
+    """The official edit path: both sides compute the masks of x with their FAN, then edit."""
+    import torch.nn.functional as F
+    from keras import ops
+
+    from keras_l2mgan.masks import heatmaps_to_masks
+
+    nets, bundle, model, output = l2m_256_fan
+    fan = torch_fan[0]
+    assert model.config.fan and model.config.w_hpf == 1.0 and model.config.img_size == 256
+    assert "fan (" in output.splitlines()[1] and "no FAN" not in output
+    source = json.loads((bundle / "import.json").read_text())
+    assert source["fan"] == {"from": "checkpoint", "file": "100000_nets.ckpt",
+                             "ignored_keys": [], "tensors": len(model.fan.torch_variables())}
+    assert source["imported"]["fan"] == source["fan"]["tensors"]
+
+    # The recipe zeroes heatmap values below 0.1, a step: a value within float error of it
+    # may land on either side, and a flipped pixel moves the edit by up to ~0.2. This input
+    # (seed 46 of 300 tried) has no upsampled heatmap value of a kept landmark within 4e-5
+    # of 0.1, far above the float error (~1e-5 at most, on the largest values).
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(46)) * 2 - 1
+    source_labels, target_labels = torch.tensor([0]), torch.tensor([1])
+    with torch.no_grad():
+        heatmaps = fan.heatmaps(x)
+        masks = ref_fan.heatmaps_to_masks(heatmaps)
+        codes = nets["style_encoder"](x, source_labels, target_labels)
+        edited = ref.edit(nets, x, source_labels, target_labels, 1.0, masks)
+        unmasked = ref.edit(nets, x, source_labels, target_labels, 1.0, None)
+    upsampled = F.interpolate(heatmaps, scale_factor=4, mode="bilinear", align_corners=True)
+    kept = [c for c in range(98) if c not in ref_fan._ZEROED]
+    margin = float((upsampled[:, kept] - 0.1).abs().min())
+    for mask in masks:  # the masks are not trivial, and they change the edit
+        assert 0.01 < float((mask > 0).float().mean()) < 0.9
+    assert float((edited - unmasked).abs().max()) > 0.05
+
+    got = model.style_encoder(_nhwc(x), source_labels.numpy(), target_labels.numpy())
+    diffs = {name: _diff(c, k) for name, c, k in zip(("s", "s_un", "s_re", "s~_re"), codes, got,
+                                                     strict=True)}
+    keras_heatmaps = model.fan(_nhwc(x))
+    diffs["heatmaps"] = _diff(heatmaps, keras_heatmaps, nchw=True)
+    for name, mask, want in zip(("coarse", "fine"), heatmaps_to_masks(keras_heatmaps), masks,
+                                strict=True):
+        diffs[f"{name} mask"] = _diff(want, ops.convert_to_numpy(mask), nchw=True)
+    diffs["edit"] = _diff(edited, model.edit(_nhwc(x), source_labels.numpy(),
+                                             target_labels.numpy()), nchw=True)
+    print("PARITY 256px w_hpf 1 FAN: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+          + f" (threshold margin {margin:.1e})")
+    assert margin > 2 * diffs["heatmaps"], (margin, diffs)  # no pixel can change sides
+    assert all(diffs[k] <= CODE_TOL for k in ("s", "s_un", "s_re", "s~_re")), diffs
+    assert all(diffs[k] <= IMAGE_TOL for k in ("coarse mask", "fine mask", "edit")), diffs
 
 
 def test_stargan_v2_parity_with_module_prefix(tmp_path):
@@ -330,24 +418,78 @@ def test_high_pass_filter_sets_w_hpf_or_is_refused():
 
 
 @pytest.mark.tensorflow_only
-def test_fan_files_are_checked_and_reported(tmp_path, small_ckpt):
+def test_wing_and_landmark_mean_go_into_the_bundle(tmp_path, small_ckpt, torch_fan):
+    """--wing (DataParallel names, a tensor of a larger FAN) wins over the file's own 'fan'
+    entry; --landmarks-mean is kept as landmarks_mean.npy."""
+    from keras import ops
+
+    from keras_l2mgan.bundle import load_bundle, load_landmarks_mean
+
+    state = {k: v.clone() for k, v in torch_fan[0].state_dict().items()}
     wing = tmp_path / "wing.ckpt"
-    torch.save({"state_dict": {"module.conv1.conv.weight": torch.zeros(64, 6, 7, 7),
-                               "conv1.conv.bias": torch.zeros(64)}}, wing)
+    torch.save({"state_dict": {**{f"module.{k}": v for k, v in state.items()},
+                               "module.m1.b1_4.bn1.weight": torch.ones(256)}}, wing)
     mean = tmp_path / "celeba_lm_mean.npz"
-    np.savez(mean, mean=np.zeros((98, 2), "float32"))
-    result = _invoke("import", small_ckpt[1], "-o", tmp_path / "b", "--wing", wing,
+    points = np.random.default_rng(0).uniform(30, 220, (98, 2)).astype("float32")
+    np.savez(mean, mean=points)
+    ckpt = {**small_ckpt[0], "fan": {"conv1.conv.weight": torch.zeros(64, 6, 7, 7)}}
+    path = tmp_path / "own_fan_nets_ema.ckpt"
+    torch.save(ckpt, path)
+    result = _invoke("import", path, "-o", tmp_path / "b", "--wing", wing,
                      "--landmarks-mean", mean)
     assert result.exit_code == 0, result.output + result.stderr
-    assert "FAN weights found in wing.ckpt (2 tensors): not yet imported" in result.output
-    assert "landmark mean found in celeba_lm_mean.npz (98 points)" in result.output
+    count = sum(not k.endswith("num_batches_tracked") for k in state)
+    assert f"fan from wing.ckpt ({count} tensors)" in result.output
+    assert "FAN from wing.ckpt; the checkpoint's own 'fan' entry is not used" in result.output
+    assert "ignored 1 FAN tensors that StarGAN v2's FAN does not have" in result.output
+    assert "kept: landmark mean of celeba_lm_mean.npz (98 points)" in result.output
+
+    model = load_bundle(tmp_path / "b")
+    assert model.config.fan and model.fan is not None
+    np.testing.assert_array_equal(ops.convert_to_numpy(model.fan.l0.bias), state["l0.bias"])
+    np.testing.assert_array_equal(ops.convert_to_numpy(model.fan.conv1.kernel),
+                                  state["conv1.conv.weight"].numpy().transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(load_landmarks_mean(tmp_path / "b"), points)
+    source = json.loads((tmp_path / "b" / "import.json").read_text())
+    assert source["fan"]["from"] == "--wing" and source["fan"]["file"] == "wing.ckpt"
+    assert source["fan"]["sha256"] == hashlib.sha256(wing.read_bytes()).hexdigest()
+    assert source["fan"]["ignored_keys"] == ["m1.b1_4.bn1.weight"]
+    assert source["landmarks_mean"]["points"] == 98
+    # A bundle without one: None.
+    assert load_landmarks_mean(tmp_path) is None
+
+
+@pytest.mark.tensorflow_only
+def test_malformed_fan_inputs_are_one_line(tmp_path, small_ckpt, torch_fan):
+    state = torch_fan[0].state_dict()
+    mean = tmp_path / "celeba_lm_mean.npz"
+    np.savez(mean, mean=np.zeros((68, 2), "float32"))
+    line = _refused(tmp_path, small_ckpt[1], "--landmarks-mean", mean)
+    assert line.startswith("Error: --landmarks-mean ") and line.endswith(
+        "expected an array 'mean' of (98, 2) finite floats, found float32 (68, 2)"), line
     np.savez(mean, other=np.zeros(3))
     assert "expected an array 'mean'" in _refused(tmp_path, small_ckpt[1], "--landmarks-mean",
                                                   mean)
     assert "not a FAN checkpoint" in _refused(tmp_path, small_ckpt[1], "--wing", small_ckpt[1])
+    wing = tmp_path / "wing.ckpt"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(64, 3, 7, 7)}}, wing)
     assert ("not StarGAN v2's FAN weights: conv1.conv.weight expected (64, 6, 7, 7), found "
             "missing") in _refused(tmp_path, small_ckpt[1], "--wing", wing)
+    torch.save({"state_dict": {k: v for k, v in state.items() if k != "bn_end0.running_var"}},
+               wing)
+    line = _refused(tmp_path, small_ckpt[1], "--wing", wing)
+    assert line.endswith("wing.ckpt: FAN weights: bn_end0.running_var is missing (expected "
+                         "shape (256,))"), line
+    broken = {k: v.clone() for k, v in state.items()}
+    broken["l0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save({"state_dict": broken}, wing)
+    assert "FAN weights: l0.weight holds NaN or infinite values" in _refused(
+        tmp_path, small_ckpt[1], "--wing", wing)
+    # The checkpoint's own entry is checked the same way.
+    path = tmp_path / "partial_fan.ckpt"
+    torch.save({**small_ckpt[0], "fan": {"conv1.conv.weight": torch.zeros(64, 6, 7, 7)}}, path)
+    assert ("partial_fan.ckpt: entry 'fan': FAN weights: conv1.conv.bias is missing "
+            "(expected shape (64,))") in _refused(tmp_path, path)
 
 
 BLOCK_TORCH = """

@@ -8,7 +8,9 @@ The model's shape (img_size, w_hpf, domains, style_dim, widths) is read from the
 shapes; explicit arguments override it, and then every official key is checked against the
 model: the first misfit is one ValueError naming the key, the expected and the found shape.
 A StarGAN v2 file has no style transformer: the decomposer and the domain transformers start
-fresh (seeded), so its bundle is a starting point for ``l2m train --init-from``.
+fresh (seeded), so its bundle is a starting point for ``l2m train --init-from``. The FAN
+(face masks for w_hpf > 0, landmarks for alignment) comes from the checkpoint's ``fan`` entry
+or StarGAN v2's wing.ckpt; without one the model has ``fan=False``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ NETWORKS = ("generator", "style_encoder", "discriminator")
 # Entries of official checkpoints that hold no weights of this model, and why.
 NOT_IMPORTED = {
     "mapping_network": "StarGAN v2's latent-to-style MLP is not part of L2M-GAN",
-    "fan": "FAN face-landmark weights found, not yet imported (the FAN network comes later)",
     "vgg": "the ResNet-18 trunk of the official code's unused identity loss",
 }
 # The official generator and style encoder each carry an MLP they never call.
@@ -60,6 +61,7 @@ class ImportResult:
     model: Any  # L2MGAN
     source: dict[str, Any]
     notes: list[str]
+    landmarks_mean: np.ndarray | None = None  # (98, 2), saved as the bundle's landmarks_mean.npy
 
 
 # --- The official layout of a Keras model: official key -> (variable, layout) ------------------
@@ -308,32 +310,90 @@ def detect_format(nets: dict[str, dict[str, np.ndarray]]) -> str:
     return "l2mgan" if has_transformer else "stargan-v2"
 
 
+def _fan_weights(data: Any, path: Path, wing: Path | None,
+                 wing_state: dict[str, np.ndarray] | None):
+    """The FAN state dict to import (--wing wins over the checkpoint's ``fan`` entry), where
+    it comes from (for errors and import.json), and notes."""
+    from keras_l2mgan.importers.fan_files import fan_state_dict
+
+    if wing is not None:
+        notes = ([f"FAN from {wing.name}; the checkpoint's own 'fan' entry is not used"]
+                 if "fan" in data else [])
+        source = {"from": "--wing", "file": wing.name, "sha256": sha256_of(wing)}
+        return wing_state, f"--wing {wing}", source, notes
+    if "fan" in data:
+        origin = f"{path.name}: entry 'fan'"
+        return (fan_state_dict(data["fan"], origin), origin,
+                {"from": "checkpoint", "file": path.name}, [])
+    return None, None, None, []
+
+
+def _load_fan(fan, state: dict[str, np.ndarray], origin: str) -> list[str]:
+    """Copy the FAN weights (checked first); return the keys StarGAN v2's FAN does not have."""
+    from keras_l2mgan.networks.fan import load_fan_state_dict
+
+    for key in fan.torch_variables():
+        value = state.get(key)
+        if value is None:
+            continue  # load_fan_state_dict names it
+        if not np.issubdtype(value.dtype, np.floating):
+            raise CorruptFileError(f"{origin}: FAN weights: {key} holds {value.dtype}, not "
+                                   "floats")
+        if not np.all(np.isfinite(value)):
+            raise CorruptFileError(f"{origin}: FAN weights: {key} holds NaN or infinite values")
+    try:
+        used = set(load_fan_state_dict(fan, state))
+    except ValueError as error:
+        raise CorruptFileError(f"{origin}: {error}") from None
+    # wing.ckpt may hold modules of a larger FAN: the official loader skips them too.
+    return sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+
+
 def import_checkpoint(path: str | Path, fmt: str = "auto", img_size: int | None = None,
                       domain_names: tuple[str, ...] | None = None, w_hpf: float | None = None,
-                      seed: int = 0) -> ImportResult:
+                      seed: int = 0, wing: str | Path | None = None,
+                      landmarks_mean: str | Path | None = None) -> ImportResult:
     """Read an official checkpoint into a new L2MGAN (see the module docstring).
 
-    Parts the file lacks (D in a ``*_nets_ema.ckpt``; decomposer and transformers of a
-    StarGAN v2 file) keep a fresh initialisation drawn from ``seed`` (this sets Keras' global
-    seed). Raises a ValueError (one line) for anything that is not such a checkpoint.
+    The FAN comes from `wing` (StarGAN v2's wing.ckpt) or else the checkpoint's ``fan`` entry;
+    with one, the model has ``fan=True``. `landmarks_mean` (celeba_lm_mean.npz) is kept for
+    the bundle. Parts the file lacks (D in a ``*_nets_ema.ckpt``; decomposer and transformers
+    of a StarGAN v2 file) keep a fresh initialisation drawn from ``seed`` (this sets Keras'
+    global seed). Raises a ValueError (one line) for anything that is not such a checkpoint.
     """
     import keras
 
     from keras_l2mgan import __version__
+    from keras_l2mgan.importers.fan_files import read_landmarks_mean, read_wing
     from keras_l2mgan.model import L2MGAN
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown checkpoint format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     path = Path(path)
+    # The small side files first: a bad one is reported before the big file is read.
+    mean = read_landmarks_mean(landmarks_mean) if landmarks_mean is not None else None
+    wing = Path(wing) if wing is not None else None
+    wing_state = read_wing(wing) if wing is not None else None
     data = read_torch_checkpoint(path)
     nets, notes = _networks(path, data)
+    fan_state, fan_origin, fan_source, fan_notes = _fan_weights(data, path, wing, wing_state)
     fmt = detect_format(nets) if fmt == "auto" else fmt
     config, config_notes = infer_config(nets, img_size, domain_names, w_hpf)
-    notes += config_notes
+    config = config.replace(fan=fan_state is not None)
+    notes += config_notes + fan_notes
 
     keras.utils.set_random_seed(seed)
     model = L2MGAN(config)
     assignments, extras, dead = match_weights(nets, model, fmt)
+    if fan_state is not None:
+        fan_source["ignored_keys"] = _load_fan(model.fan, fan_state, fan_origin)
+        fan_source["tensors"] = len(model.fan.torch_variables())
+        if fan_source["ignored_keys"]:
+            notes.append(f"ignored {len(fan_source['ignored_keys'])} FAN tensors that "
+                         "StarGAN v2's FAN does not have (as its own loader does)")
+    elif config.w_hpf > 0:
+        notes.append("no FAN: edits run without face masks (the generator's high-pass path is "
+                     "skipped); pass --wing wing.ckpt (StarGAN v2's FAN) to add it")
     for _, variable, array in assignments:
         variable.assign(array.astype("float32", copy=False))
 
@@ -345,28 +405,44 @@ def import_checkpoint(path: str | Path, fmt: str = "auto", img_size: int | None 
         fresh.append("discriminator (not in this file: *_nets_ema.ckpt holds G and E only; "
                      "*_nets.ckpt has it)")
     not_imported = {e: NOT_IMPORTED[e] for e in NOT_IMPORTED if e in data}
-    extras += sorted(str(e) for e in data if e not in NETWORKS and e not in NOT_IMPORTED)
+    extras += sorted(str(e) for e in data
+                     if e not in NETWORKS and e not in NOT_IMPORTED and e != "fan")
     if dead:
         owners = sorted({key.split(".")[0] for key in dead})
         notes.append(f"ignored the unused attention MLPs of {' and '.join(owners)} "
                      f"({len(dead)} tensors; the official code never calls them)")
+    imported = {e: sum(key.startswith(f"{e}.") for key, _, _ in assignments)
+                for e in NETWORKS if e in nets}
+    if fan_source is not None:
+        imported["fan"] = fan_source["tensors"]
     source = {
-        "format": fmt, "file": path.name, "sha256": sha256_of(path),
-        "imported": {e: sum(key.startswith(f"{e}.") for key, _, _ in assignments)
-                     for e in NETWORKS if e in nets},
+        "format": fmt, "file": path.name, "sha256": sha256_of(path), "imported": imported,
         "fresh": fresh, "not_imported": not_imported, "ignored": dead, "extra_keys": extras,
+        "fan": fan_source,
+        "landmarks_mean": None if mean is None else {
+            "file": Path(landmarks_mean).name, "sha256": sha256_of(Path(landmarks_mean)),
+            "points": int(mean.shape[0])},
         "keras_l2mgan": __version__,
     }
-    return ImportResult(model, source, notes)
+    return ImportResult(model, source, notes, mean)
 
 
 def save_imported(result: ImportResult, directory: str | Path) -> Path:
-    """Write the bundle (config.json, model.weights.h5, import.json) atomically."""
+    """Write the bundle (config.json, model.weights.h5, import.json[, landmarks_mean.npy])
+    atomically."""
     from keras_l2mgan.atomic import atomic_directory, write_file_atomic
-    from keras_l2mgan.bundle import BUNDLE_FILES, CONFIG_FILE, IMPORT_FILE, WEIGHTS_FILE
+    from keras_l2mgan.bundle import (
+        BUNDLE_FILES,
+        CONFIG_FILE,
+        IMPORT_FILE,
+        LANDMARKS_FILE,
+        WEIGHTS_FILE,
+    )
 
     with atomic_directory(directory, "model bundle", BUNDLE_FILES) as tmp:
         result.model.config.save(tmp / CONFIG_FILE)
         result.model.save_weights(str(tmp / WEIGHTS_FILE))
         write_file_atomic(tmp / IMPORT_FILE, json.dumps(result.source, indent=2) + "\n")
+        if result.landmarks_mean is not None:
+            np.save(tmp / LANDMARKS_FILE, result.landmarks_mean, allow_pickle=False)
     return Path(directory)

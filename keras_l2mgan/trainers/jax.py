@@ -12,7 +12,13 @@ import jax
 import jax.numpy as jnp
 from keras import StatelessScope
 
-from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+from keras_l2mgan.losses import (
+    discriminator_loss,
+    generator_loss,
+    generator_masks,
+    make_fakes,
+    r1_from_gradients,
+)
 
 
 def _r1(discriminator):
@@ -58,7 +64,8 @@ def train_step(model, state, data):
                         + list(zip(d_vars, d_values, strict=True))) as scope:
         x, source, target = model.unpack_batch(data)
         x = x.astype(jnp.float32)
-        x_fake = make_fakes(model, x, source, target)
+        masks = generator_masks(model, x)  # None without a FAN; both steps share them
+        x_fake = make_fakes(model, x, source, target, masks)
     non_trainable = [scope.get_current_value(v) for v in non_trainable_vars]
     nt_mapping = list(zip(non_trainable_vars, non_trainable, strict=True))
     weights = model.loss_weights
@@ -71,7 +78,7 @@ def train_step(model, state, data):
     g_values, g_opt_values, g_logs = _network_step(
         model, optimizers.g_optimizer, g_vars, g_values,
         nt_mapping + list(zip(d_vars, d_values, strict=True)), g_opt_values,
-        lambda: generator_loss(model, x, source, target, weights))
+        lambda: generator_loss(model, x, source, target, weights, masks))
 
     logs = {**d_logs, **g_logs}
     scale = getattr(optimizers.g_optimizer, "dynamic_scale", None)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+from keras_l2mgan.losses import (
+    discriminator_loss,
+    generator_loss,
+    generator_masks,
+    make_fakes,
+    r1_from_gradients,
+)
 from keras_l2mgan.trainers import extra_logs
 
 
@@ -42,7 +48,8 @@ def train_step(model, data):
     x, source, target = model.unpack_batch(data)
     x = tf.cast(x, tf.float32)
 
-    x_fake = make_fakes(model, x, source, target)
+    masks = generator_masks(model, x)  # None without a FAN; both steps share them
+    x_fake = make_fakes(model, x, source, target, masks)
     with tf.GradientTape() as tape:
         d_loss, d_logs = discriminator_loss(model, x, x_fake, source, target,
                                             model.loss_weights, _r1(model.discriminator))
@@ -50,7 +57,7 @@ def train_step(model, data):
     d_opt.apply(_gradients(tape, scaled, optimizers.d_variables), optimizers.d_variables)
 
     with tf.GradientTape() as tape:
-        g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights)
+        g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights, masks)
         scaled = g_opt.scale_loss(g_loss * per_replica)
     g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from keras_l2mgan.losses import discriminator_loss, generator_loss, make_fakes, r1_from_gradients
+from keras_l2mgan.losses import (
+    discriminator_loss,
+    generator_loss,
+    generator_masks,
+    make_fakes,
+    r1_from_gradients,
+)
 from keras_l2mgan.trainers import extra_logs
 
 
@@ -36,12 +42,13 @@ def train_step(model, data):
     x = x.float()
 
     with torch.no_grad():
-        x_fake = make_fakes(model, x, source, target)
+        masks = generator_masks(model, x)  # None without a FAN; both steps share them
+        x_fake = make_fakes(model, x, source, target, masks)
     d_loss, d_logs = discriminator_loss(model, x, x_fake, source, target, model.loss_weights,
                                         _r1(model.discriminator))
     _apply(d_opt, d_opt.scale_loss(d_loss), optimizers.d_variables)
 
-    g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights)
+    g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights, masks)
     _apply(g_opt, g_opt.scale_loss(g_loss), optimizers.g_variables)
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
