@@ -578,12 +578,15 @@ def _domain_folders(root: Path) -> Path:
 
 
 @pytest.mark.tensorflow_only
-def test_train_init_from_an_imported_bundle(tmp_path, small_ckpt):
+def test_train_init_from_an_imported_bundle(tmp_path, small_ckpt, torch_fan):
+    """A bundle with a FAN (--wing) starts a run whose model has the FAN too (the run takes
+    the bundle's fan setting), frozen through training and kept when resuming."""
     from keras_l2mgan.bundle import load_bundle
 
-    bundle = tmp_path / "bundle"
-    assert _invoke("import", small_ckpt[1], "-o", bundle, "--domains",
-                   ",".join(DOMAINS)).exit_code == 0
+    bundle, wing = tmp_path / "bundle", tmp_path / "wing.ckpt"
+    torch.save({"state_dict": torch_fan[0].state_dict()}, wing)
+    assert _invoke("import", small_ckpt[1], "-o", bundle, "--domains", ",".join(DOMAINS),
+                   "--wing", wing).exit_code == 0
     data = _domain_folders(tmp_path / "faces")
     common = ("train", "--data", data, "--steps", "1", "--batch-size", "2", "--no-jit",
               "--sample-every", "1", "--checkpoint-every", "1", "--init-from", bundle)
@@ -603,9 +606,13 @@ def test_train_init_from_an_imported_bundle(tmp_path, small_ckpt):
                 zip(start.generator.get_weights(), fresh.generator.get_weights(), strict=True))
     # One step at lr 1e-4 moves a weight by ~1e-4 (Adam); a fresh start is ~1 away.
     assert moved < 1e-2 < apart, (moved, apart)
+    assert trained.config.fan and trained.fan is not None
+    for a, b in zip(start.fan.get_weights(), trained.fan.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
     # Resuming reads the run's checkpoint: the starting bundle is not needed any more.
     import shutil
 
     shutil.rmtree(bundle)
     result = _invoke("train", "--resume", tmp_path / "run", "--steps", "2")
     assert result.exit_code == 0, result.output + result.stderr
+    assert load_bundle(tmp_path / "run" / "model").config.fan

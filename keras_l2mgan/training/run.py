@@ -364,8 +364,14 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
     # A resumed run's checkpoint holds every weight: the starting bundle is needed only when
     # there is none yet.
     init_from = None
-    if options.init_from and checkpoints.latest_checkpoint(run_dir / "checkpoints") is None:
+    latest = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+    if options.init_from and latest is None:
         init_from = check_init_bundle(options.init_from, config)
+        # A bundle's FAN (l2m import) comes along: it gives G its face masks when w_hpf > 0.
+        config = config.replace(fan=bundle_has_fan(init_from))
+    elif latest is not None:
+        # The run keeps the FAN it started with (its bundle may be gone by now).
+        config = config.replace(fan=checkpoints.read_header(latest)["config"].get("fan") is True)
 
     keras.config.set_dtype_policy(options.precision)
     keras.utils.set_random_seed(options.seed)  # again: dataset building drew from it
@@ -433,8 +439,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
     return summary
 
 
-_SHAPE_FIELDS = ("img_size", "num_domains", "style_dim", "w_hpf", "base_dim", "max_conv_dim",
-                 "fan")
+# The run takes the bundle's FAN setting, so fan is not compared.
+_SHAPE_FIELDS = ("img_size", "num_domains", "style_dim", "w_hpf", "base_dim", "max_conv_dim")
 
 
 def check_init_bundle(path: str, config) -> Path:
@@ -467,6 +473,14 @@ def check_init_bundle(path: str, config) -> Path:
         raise ValueError(f"--init-from {directory}: the bundle's model has {'; '.join(diffs)}"
                          f"{hint}")
     return directory
+
+
+def bundle_has_fan(directory: Path) -> bool:
+    """Whether the --init-from bundle holds a FAN (config ``fan``)."""
+    from keras_l2mgan.bundle import CONFIG_FILE
+    from keras_l2mgan.config import L2MConfig
+
+    return L2MConfig.load(Path(directory) / CONFIG_FILE).fan
 
 
 def load_init_weights(model, directory: Path) -> None:
