@@ -245,7 +245,8 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
               show_default=True,
               help="--server: seconds to wait for the server to connect and describe the model "
               "(edit requests then wait up to 120 s, or this if longer).")
-@click.option("--crop-only", is_flag=True, help="Write the edited face crop only (model size).")
+@click.option("--crop-only", is_flag=True, help="Write the edited face crops only (model size; "
+              "several faces side by side, left to right).")
 @click.option("--detector", type=click.Choice(["haar", "center"]), default="haar",
               show_default=True, help="How faces are found: OpenCV's Haar cascade (every face "
               "in the photo; none found is an error), or the centred square (a portrait "

@@ -294,9 +294,9 @@ def face_window(photo: Image.Image, box: tuple[int, int, int, int], output_size:
     # The aligned square spans about the box: keep up to twice the output size across it.
     factor = min(1.0, 2 * output_size / side)
     size = (max(2, round(width * factor)), max(2, round(height * factor)))
-    image = photo.crop(window)
-    if size != (width, height):
-        image = image.resize(size, Image.Resampling.LANCZOS)
+    # resize(box=) reads the window straight from the photo: no full-resolution copy of it.
+    image = (photo.resize(size, Image.Resampling.LANCZOS, box=window)
+             if size != (width, height) else photo.crop(window))
     to_image = resize_matrix((width, height), size) @ _translation((-window[0], -window[1]))
     return FaceWindow(fan_input, from_fan, np.asarray(image, np.uint8), to_image)
 
