@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -25,6 +26,8 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("edit")
     save_bundle(L2MGAN(get_preset("tiny_32", num_domains=4, domain_names=COMBOS)),
                 root / "run" / "model")
+    # What `l2m train` records of the data (the rest of its options file does not matter here).
+    (root / "run" / "training_options.json").write_text('{"options": {"data": "synthetic"}}')
     return root / "run"
 
 
@@ -134,6 +137,11 @@ def test_edit_through_an_exported_saved_model(run_dir, tmp_path):
                    "--model", tmp_path / "saved_models" / "faces")  # the latest version
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "p_male.png").size == (32, 32)
+    # The run trained on synthetic faces: the export says so, and so does every edit with it.
+    extra = tmp_path / "saved_models" / "faces" / "1" / "assets.extra"
+    assert json.loads((extra / "training.json").read_text()) == {"data": "synthetic"}
+    assert "note: this model was trained on synthetic 32 px" in result.stderr
+    assert not (extra / "landmarks_mean.npy").exists()  # no FAN, no landmarks
 
     crops = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     labels = np.array([0, 3]), np.array([1, 2]), np.array([1.0, 0.5])
