@@ -259,3 +259,33 @@ def test_training_uses_frozen_fan_masks(reference):
     assert abs(unmasked["g_cycle"] - expected["g_cycle"]) > 1e-3, (unmasked, expected)
     for before, after in zip(fan_before, model.fan.weights, strict=True):
         np.testing.assert_array_equal(before, _np(after))
+
+
+# --- export ------------------------------------------------------------------------------------
+
+@pytest.mark.tensorflow_only
+def test_saved_model_of_a_fan_bundle_computes_the_masks(reference, tmp_path):
+    """TF Serving clients send the crop only: edit_float runs FAN and the mask recipe inside
+    the graph and equals model.edit (which computes the masks itself)."""
+    import tensorflow as tf
+
+    from keras_l2mgan.export import export_saved_model
+
+    model = L2MGAN(L2MConfig(img_size=32, w_hpf=1.0, dim_in=8, max_conv_dim=16, fan=True))
+    load_fan_state_dict(model.fan, reference[1])
+    version_dir = export_saved_model(save_bundle(model, tmp_path / "bundle"), "faces", 1,
+                                     tmp_path / "saved")
+    image = _np(ops.image.resize(_images(1, 256, seed=2), (32, 32), interpolation="bilinear"))
+    x = np.concatenate([image, image[:, :, ::-1]])
+    source, target = np.array([0, 1], "int32"), np.array([1, 0], "int32")
+    alpha = np.array([1.0, 0.5], "float32")
+    expected = _np(model.edit(x, source, target, alpha))
+    unmasked = _np(edit(model.generator, model.style_encoder, x, source, target, alpha))
+    assert np.abs(expected - unmasked).max() > 1e-3  # the masks matter for this input
+
+    signature = tf.saved_model.load(str(version_dir)).signatures["edit_float"]
+    got = signature(images=tf.constant(x), source_domain=tf.constant(source),
+                    target_domain=tf.constant(target), alpha=tf.constant(alpha))["images"]
+    diff = np.abs(got.numpy() - expected).max()
+    print(f"PARITY SavedModel edit_float vs model.edit with FAN masks: {diff:.2e}")
+    assert diff <= 1e-4
