@@ -47,3 +47,21 @@ def run_python(code: str, backend: str, cwd: Path | None = None, timeout: int = 
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd or REPO_ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def invoke_l2m(*args):
+    """`l2m ARGS` in this process through click's runner; never a traceback in its output."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
+    return result
+
+
+def one_error_line(result) -> str:
+    """The single `Error: ...` line of a refused command."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output + result.stderr[-2000:]
+    return lines[0]

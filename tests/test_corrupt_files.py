@@ -9,25 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, invoke_l2m, one_error_line
 
 from keras_l2mgan.errors import CorruptFileError
 
-
-def _invoke(*args):
-    from click.testing import CliRunner
-
-    from cli.main import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
-    return result
-
-
-def _error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.stderr[-2000:]
-    return lines[0]
+_invoke, _error_line = invoke_l2m, one_error_line
 
 
 @pytest.fixture(scope="module")

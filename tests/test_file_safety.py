@@ -7,25 +7,12 @@ import sys
 import time
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, invoke_l2m, one_error_line
 
 pytestmark = pytest.mark.tensorflow_only  # file handling, the same on every backend
 
 
-def _invoke(*args):
-    from click.testing import CliRunner
-
-    from cli.main import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
-    return result
-
-
-def _error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.stderr[-2000:]
-    return lines[0]
+_invoke, _error_line = invoke_l2m, one_error_line
 
 
 def _snapshot(root):

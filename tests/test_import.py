@@ -20,26 +20,18 @@ import pytest
 import torch
 import torch_fan_reference as ref_fan
 import torch_reference as ref
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, invoke_l2m, one_error_line
 
 CODE_TOL, IMAGE_TOL = 1e-4, 1e-3
 DOMAINS = ("not_smiling", "smiling")
 
 
-def _invoke(*args):
-    from click.testing import CliRunner
-
-    from cli.main import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output + result.stderr, result.output + result.stderr
-    return result
+_invoke = invoke_l2m
 
 
 def _error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert result.exit_code == 2 and len(lines) == 1, result.output + result.stderr
-    return lines[0]
+    assert result.exit_code == 2, result.output + result.stderr
+    return one_error_line(result)
 
 
 def _checkpoint(nets, entries=("generator", "style_encoder", "discriminator"), prefix=""):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_l2mgan.atomic import fsync_path
 from keras_l2mgan.errors import CorruptFileError
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_path(directory)
     if keep > 0:
         # Only checkpoints that open count toward `keep`: a damaged file must never push a
         # good one out. Damaged ones stay where they are (named when a resume skips them).
@@ -104,17 +105,6 @@ def check_finite(step: int, model) -> None:
     """Raise NonFiniteStateError if a model or optimizer variable holds NaN or inf."""
     variables = [*model.variables, *model.optimizer.variables]
     _require_finite(step, variables, [_to_numpy(v) for v in variables])
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
