@@ -4,12 +4,18 @@ line, pixels away from the faces never change, the synthetic-model note, and the
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import REPO_ROOT
 from PIL import Image
 
 from cli.main import main
@@ -140,7 +146,7 @@ def _random_fan_model(seed: int = 0):
     return model
 
 
-@pytest.mark.slow  # ~40 s: a 24 MB FAN saved, loaded and exported
+@pytest.mark.slow  # ~60 s: a 24 MB FAN saved, loaded, exported and served
 def test_a_model_with_fan_and_landmarks_mean_edits_aligned_faces(astronaut, tmp_path):
     from keras_l2mgan.align import alignment_matrix, face_window, transform_points
     from keras_l2mgan.bundle import LANDMARKS_FILE, save_bundle
@@ -193,6 +199,40 @@ def test_a_model_with_fan_and_landmarks_mean_edits_aligned_faces(astronaut, tmp_
     a = np.asarray(Image.open(tmp_path / "street_smiling.png"), np.int16)
     b = np.asarray(Image.open(tmp_path / "exported.png"), np.int16)
     assert np.abs(a - b).max() <= 2
+
+    # Served: `l2m serve` on the export, `l2m edit --server` reads the landmarks mean from the
+    # metadata signature, aligns through the `landmarks` signature and edits over gRPC: the
+    # same photo as the in-process SavedModel, within one grey level.
+    with _serving(tmp_path / "saved_models") as address:
+        result = _edit(photo, "--to", "smiling", "--from", "not_smiling", "--server", address,
+                       "--model", "fan", "-o", tmp_path / "served.png")
+    assert result.exit_code == 0, result.output
+    assert "face path: aligned with FAN landmarks" in result.stderr
+    served = np.asarray(Image.open(tmp_path / "served.png"), np.int16)
+    assert served.shape == b.shape
+    assert np.abs(served - b).max() <= 1
+
+
+@contextlib.contextmanager
+def _serving(base_dir: Path):
+    """`l2m serve BASE_DIR` in a subprocess on a free port; yields its address."""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(base_dir),
+                                "--port", "0"], cwd=REPO_ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("serving on "):
+                break
+        else:
+            pytest.fail("server did not start:\n" + "".join(seen[-20:]))
+        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep it drained
+        yield line.split("serving on ", 1)[1].strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_a_model_with_fan_but_no_landmarks_mean_says_so_and_edits_the_box(tmp_path):
