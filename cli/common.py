@@ -79,12 +79,81 @@ def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> boo
 
 
 def verbose_option(func):
-    """-v/--verbose: the full traceback of any error (as L2M_DEBUG=1)."""
+    """-v/--verbose: the full traceback of any error (as L2M_DEBUG=1) and the libraries' logs."""
     return click.option(
         "-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,
         callback=_set_verbose,
-        help="Show the full traceback of errors (same as L2M_DEBUG=1).",
+        help="Show the full traceback of errors and the libraries' logs (TensorFlow's, "
+        "warnings); same as L2M_DEBUG=1.",
     )(func)
+
+
+# Quiet by default: TensorFlow's C++ log (absl init notice, oneDNN and CPU-feature notes, "failed
+# call to cuInit" on machines without a GPU, XLA service lines) is written before Python could
+# filter it, so the levels must be in the environment before anything imports TensorFlow.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "3"}
+# Python loggers of libraries whose warnings are known to be benign here.
+QUIET_LOGGERS = ("absl", "tensorflow", "jax._src.xla_bridge", "tensorflow_datasets")
+
+
+class _SilentTensorFlowImport:
+    """A meta path finder: the first `import tensorflow` runs with file descriptor 2 on
+    /dev/null. Its CUDA stub logs through absl before absl's log is initialised, which no
+    level or variable reaches ("All log messages before absl::InitializeLog()...")."""
+
+    def find_spec(self, name: str, path, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.machinery
+
+        # Not removed here: a find_spec("tensorflow") that only checks for TensorFlow (keras
+        # does) imports nothing; the import that executes it comes later.
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilentLoader(spec.loader)
+        return spec
+
+
+class _SilentLoader:
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            self.loader.exec_module(module)
+        finally:
+            sys.meta_path[:] = [f for f in sys.meta_path
+                                if not isinstance(f, _SilentTensorFlowImport)]
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def quiet_libraries() -> None:
+    """Keep library logs off stderr (values the user set in the environment win); -v skips
+    this. Ours (keras_l2mgan.*) stay, as plain lines."""
+    import logging
+
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    if "tensorflow" not in sys.modules and not any(
+            isinstance(finder, _SilentTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SilentTensorFlowImport())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ours = logging.getLogger("keras_l2mgan")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
 
 
 # Parameter types: every number and name is checked while parsing, before keras loads.
@@ -191,7 +260,13 @@ def report_error(ctx: click.Context, error: Exception) -> None:
 
 
 class L2MGroup(click.Group):
-    """The `l2m` group: reports what its commands raise as described in this module."""
+    """The `l2m` group: reports what its commands raise as described in this module, and keeps
+    library logs quiet unless -v is given (anywhere on the line)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not (os.environ.get("L2M_DEBUG") or {"-v", "--verbose"} & set(args)):
+            quiet_libraries()
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:

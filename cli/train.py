@@ -69,8 +69,9 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
               "under ~3k steps.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed, show_default=True,
               help="Random seed: the same seed gives the same run on the same backend.")
-@click.option("--jit/--no-jit", default=DEFAULTS.jit, show_default=True,
-              help="XLA-compile the step (tensorflow, jax); torch always runs eagerly.")
+@click.option("--jit/--no-jit", default=None, show_default="auto: on with a GPU, off on CPU",
+              help="XLA-compile the step (tensorflow, jax); torch always runs eagerly. By "
+              "default XLA runs where it is faster: on GPUs, not on CPU.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=DEFAULTS.sample_every,
               show_default=True, help="Write a sample grid (samples/step-N.png) every N steps.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1),

@@ -152,7 +152,7 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
             "monotonic": bool(np.all(np.diff(curve) >= -MONOTONIC_TOLERANCE)),
         }
         task_rows.append(row)
-        for k in range(min(grid_examples, len(index))):
+        for k in range(min(grid_examples, len(index), len(sweep))):  # rows with a sweep
             grid_rows.append((task.name, [inputs[k], truth[k], *[s[k] for s in strips]]))
 
     keys = ["accuracy", "psnr_gt", "ssim_gt", "identity_psnr_gt", "identity_ssim_gt",

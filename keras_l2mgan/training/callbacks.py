@@ -84,7 +84,11 @@ class RunCallback(keras.callbacks.Callback):
                 with self._summary().as_default(step=self.step):
                     for name, value in values.items():
                         _summary("scalars", f"train/{name}", np.float32(value))
-        logs["images_per_s"] = self.images_per_second
+        speed = self.images_per_second
+        if not math.isfinite(speed) and self._window_steps:  # before the first log_every
+            speed = self._window_steps * self.batch_size / (now - self._window_start)
+        if math.isfinite(speed):  # the first (compiling) step has none: no nan in the bar
+            logs["images_per_s"] = speed
         # Checkpoint first: it refuses a non-finite state, and then no sample is drawn from it.
         if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
             try:

@@ -57,7 +57,7 @@ class TrainOptions:
     run_dir: str | None = None
     resume: str | None = None
     seed: int = 0
-    jit: bool = True
+    jit: bool | None = None  # None: auto, see use_jit()
     sample_every: int = 100
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
@@ -128,7 +128,15 @@ def check_options(options: TrainOptions) -> None:
 
 
 def resolve_devices(spec: str, backend: str) -> list[str]:
-    """Device names for --devices N|all: GPUs when there are any, else CPU (logical) devices."""
+    """Device names for --devices N|all: GPUs when there are any, else CPU (logical) devices.
+    torch trains on one device (keras.distribution does not exist there): more is refused."""
+    if backend == "torch":
+        if spec != "all" and spec.strip().isdigit() and int(spec) > 1:
+            raise ValueError(f"--devices {spec}: the torch backend trains on one device; pass "
+                             "--devices 1, or --backend tensorflow or jax for more")
+        import torch
+
+        return ["cuda:0" if torch.cuda.is_available() else "cpu"]
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -155,6 +163,19 @@ def resolve_devices(spec: str, backend: str) -> list[str]:
         raise ValueError(f"--devices {count}: this machine has {len(names)} {kind}(s) to train "
                          f"on ({', '.join(names)}); pass --devices {len(names)} or 'all'")
     return names[:count]
+
+
+def use_jit(jit: bool | None, backend: str) -> bool:
+    """--jit/--no-jit, else auto: tensorflow uses XLA with a GPU, not on CPU, where it made the
+    64 px train step 1.6-3.2x slower (README, Speed); jax always jits (its eager mode dispatches
+    op by op, many times slower); torch always runs eagerly."""
+    if jit is not None:
+        return bool(jit)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    return backend == "jax"
 
 
 @dataclasses.dataclass
@@ -382,7 +403,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
             load_init_weights(model, init_from)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
                       ema_decay=options.ema_decay, seed=options.seed,
-                      loss_weights=options.loss_weights, jit_compile=options.jit)
+                      loss_weights=options.loss_weights,
+                      jit_compile=use_jit(options.jit, backend))
 
     start_step = 0
     if options.resume:
@@ -426,7 +448,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
         allow_non_finite=options.precision == "mixed_float16", write=distribution.chief,
         header={"options": options.to_dict(), "seed": options.seed})
     started = time.perf_counter()
-    model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback],
+    # shuffle=False: the stream is shuffled already (fit would warn that it ignores True).
+    model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback], shuffle=False,
               verbose=options.verbose)
     seconds = time.perf_counter() - started
     if callback.failed_step is not None:
