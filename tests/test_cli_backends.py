@@ -4,6 +4,7 @@ runs it, with nothing but our own lines on stderr (no TensorFlow/absl log, no wa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, current_backend
+from conftest import REPO_ROOT, current_backend, invoke_l2m
 from PIL import Image
 
 # Marks of library log lines and warnings that must never reach a user's stderr by default.
@@ -122,6 +123,7 @@ def test_devices_on_torch_one_works_more_is_one_error_line(backend, tmp_path):
 OUR_STDERR = ("model: ", "face path: ", "note: ")
 
 
+@pytest.mark.tensorflow_only  # the run fixture checks train, edit, export, eval on every backend
 def test_info_edit_and_data_stats_print_only_our_lines(backend, run, tmp_path):
     photo = tmp_path / "flat.png"
     Image.new("RGB", (80, 80), (150, 120, 100)).save(photo)
@@ -138,3 +140,23 @@ def test_info_edit_and_data_stats_print_only_our_lines(backend, run, tmp_path):
         strange = [line for line in result.stderr.splitlines()
                    if line.strip() and not line.startswith(OUR_STDERR)]
         assert strange == [], (command, result.stderr[-2000:])
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize(("flag", "saved"), [(None, None), ("--jit", True), ("--no-jit", False)])
+def test_jit_defaults_to_auto_and_the_flags_force_it(flag, saved, tmp_path):
+    result = invoke_l2m("train", "--dry-run", "--run-dir", tmp_path / "run",
+                        *([flag] if flag else []))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["jit"] is saved
+
+
+@pytest.mark.tensorflow_only
+def test_auto_jit_is_xla_on_tensorflow_gpus_always_on_jax_never_on_torch():
+    import tensorflow as tf
+
+    from keras_l2mgan.training.run import use_jit
+
+    assert use_jit(None, "tensorflow") is bool(tf.config.list_logical_devices("GPU"))
+    assert (use_jit(None, "jax"), use_jit(None, "torch")) == (True, False)
+    assert (use_jit(True, "tensorflow"), use_jit(False, "jax")) == (True, False)
