@@ -9,6 +9,7 @@ Results go to stdout; progress and logs to stderr.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -139,8 +140,6 @@ class _SilentLoader:
 def quiet_libraries() -> None:
     """Keep library logs off stderr (values the user set in the environment win); -v skips
     this. Ours (keras_l2mgan.*) stay, as plain lines."""
-    import logging
-
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     if "tensorflow" not in sys.modules and not any(
@@ -148,12 +147,28 @@ def quiet_libraries() -> None:
         sys.meta_path.insert(0, _SilentTensorFlowImport())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    ours = logging.getLogger("keras_l2mgan")
-    if not ours.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    # A plain root handler first: a library's logging.warning() would otherwise install
+    # basicConfig's "WARNING:name:" format, and our own notes would read like library logs.
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        ours.addHandler(handler)
-        ours.propagate = False
+        root.addHandler(handler)
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (click's test runner swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 # Parameter types: every number and name is checked while parsing, before keras loads.

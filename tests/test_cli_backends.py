@@ -120,26 +120,27 @@ def test_devices_on_torch_one_works_more_is_one_error_line(backend, tmp_path):
 
 
 # Everything `l2m info`, `l2m edit` and `l2m data stats` may write to stderr: their own notes.
-OUR_STDERR = ("model: ", "face path: ", "note: ")
+OUR_STDERR = ("model: ", "face path: ", "note: ", "generating synthetic faces ")
 
 
 @pytest.mark.tensorflow_only  # the run fixture checks train, edit, export, eval on every backend
-def test_info_edit_and_data_stats_print_only_our_lines(backend, run, tmp_path):
+def test_info_edit_and_data_stats_print_only_our_lines(backend, tmp_path):
     photo = tmp_path / "flat.png"
     Image.new("RGB", (80, 80), (150, 120, 100)).save(photo)
     commands = [
         ("info",),
         # The shipped model (the folder holds no saved_models/), a flat photo: no face to find.
         ("edit", photo, "--to", "smiling", "--detector", "center", "-o", tmp_path / "out.png"),
-        # The run fixture generated this dataset already: counting it is quick.
-        ("data", "stats", "--img-size", "64", "--num-examples", "8", "--data-dir",
-         run["root"] / "data"),
+        # A new tiny dataset: generating it must print our one line, not TFDS' lines.
+        ("data", "stats", "--img-size", "32", "--num-examples", "8", "--data-dir",
+         tmp_path / "data"),
     ]
     for command in commands:
         result = ok(l2m(*command, backend=backend, cwd=tmp_path))
         strange = [line for line in result.stderr.splitlines()
                    if line.strip() and not line.startswith(OUR_STDERR)]
         assert strange == [], (command, result.stderr[-2000:])
+    assert result.stdout.startswith("dataset synthetic  img_size 32\n"), result.stdout
 
 
 @pytest.mark.tensorflow_only

@@ -12,7 +12,9 @@ Every random draw is stateless and seeded, so a seed fixes the stream.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -300,8 +302,15 @@ def prepare_synthetic(
     builder = synthetic.SyntheticFaces(
         config=config.name if config.name in predefined else config, data_dir=data_dir)
     if not builder.is_prepared():
-        log.warning("generating synthetic faces %s in %s", config.name, data_dir)
-        builder.download_and_prepare()
+        log.warning("generating synthetic faces %s in %s (once)", config.name, data_dir)
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout (where our
+        # results go) and shuffling bars of temporary files: the line above says it all.
+        tfds.display_progress_bar(False)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                builder.download_and_prepare()
+        finally:
+            tfds.display_progress_bar(True)
     return builder
 
 
