@@ -120,9 +120,9 @@ def generator_masks(model, x):
     ``get_heatmap`` runs under ``torch.no_grad``: stopping the gradient at FAN's input also
     keeps autograd from recording FAN's forward pass on torch.
     """
-    if model.fan is None or model.config.w_hpf <= 0:
+    if model.fan is None:  # the common case: no tensor work at all
         return None
-    return model.face_masks(ops.stop_gradient(ops.convert_to_tensor(x)))
+    return model.generator_masks(ops.stop_gradient(ops.convert_to_tensor(x)))
 
 
 def make_fakes(model, x, source, target, masks=None):

@@ -79,9 +79,16 @@ class L2MGAN(keras.Model):
         batch = x.shape[0]
         source = self._labels(source, batch, "source")
         target = self._labels(target, batch, "target")
-        if masks is None and self.fan is not None and self.config.w_hpf > 0:
-            masks = self.face_masks(x)
+        if masks is None:
+            masks = self.generator_masks(x)
         return edit(self.generator, self.style_encoder, x, source, target, alpha, masks)
+
+    def generator_masks(self, x):
+        """The masks G uses for input x: :meth:`face_masks` when w_hpf > 0 and a FAN is
+        present, else None (the generator then skips its high-pass injection)."""
+        if self.fan is None or self.config.w_hpf <= 0:
+            return None
+        return self.face_masks(x)
 
     def face_masks(self, x):
         """(coarse, fine) face masks of [-1, 1] images x, each (N, 256, 256, 1) float32."""
