@@ -44,6 +44,12 @@ class _Editor:
         """uint8 (N, 256, 256, 3) face crops -> FAN's landmarks (N, 98, 2), (x, y) pixels."""
         raise ValueError(f"{self.description} has no FAN, so no landmarks")
 
+    def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
+        """Reference-guided edit (``L2MGAN.edit_like``): uint8 (N, S, S, 3) crops and one
+        reference crop each -> uint8 edits. Domains are (N,) ints, -1 for the discriminator's
+        guess."""
+        raise NotImplementedError
+
 
 class KerasEditor(_Editor):
     """A bundle dir, or an L2MGAN already in memory, on the current Keras backend."""
@@ -85,6 +91,25 @@ class KerasEditor(_Editor):
 
         x = np.asarray(images, np.float32) / 127.5 - 1.0
         return np.argmax(ops.convert_to_numpy(self.model.discriminator.domain_logits(x)), -1)
+
+    def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
+        from keras import ops
+
+        source = _guessed(self, images, source)
+        reference_domain = _guessed(self, references, reference_domain)
+        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        ref = np.asarray(references, np.float32) / 127.5 - 1.0
+        y = self.model.edit_like(x, ref, np.asarray(alpha, np.float32), source,
+                                 reference_domain)
+        return np.clip(np.round((ops.convert_to_numpy(y) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _guessed(editor, images, domains) -> np.ndarray:
+    """(N,) int32 domains with every -1 replaced by the editor's guess for that image."""
+    domains = np.asarray(domains, np.int32).reshape(-1)
+    if (domains < 0).any():
+        domains = np.where(domains < 0, np.asarray(editor.classify(images), np.int32), domains)
+    return domains
 
 
 class SavedModelEditor(_Editor):
@@ -134,6 +159,20 @@ class SavedModelEditor(_Editor):
 
         outputs = self.loaded.signatures["classify"](images=tf.constant(np.asarray(images)))
         return outputs["source_domain"].numpy()
+
+    def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
+        import tensorflow as tf
+
+        if "edit_like" not in self.loaded.signatures:
+            raise ValueError(f"{self.description} has no edit_like signature (exported before "
+                             "reference-guided edits); re-export it with `l2m export`")
+        outputs = self.loaded.signatures["edit_like"](
+            images=tf.constant(np.asarray(images, np.uint8)),
+            reference=tf.constant(np.asarray(references, np.uint8)),
+            source_domain=tf.constant(np.asarray(source, np.int32)),
+            reference_domain=tf.constant(np.asarray(reference_domain, np.int32)),
+            alpha=tf.constant(np.asarray(alpha, np.float32)))
+        return outputs["images"].numpy()
 
     def landmarks(self, images) -> np.ndarray:
         import tensorflow as tf
@@ -251,6 +290,10 @@ class ServerEditor(_Editor):
 
     def classify(self, images) -> np.ndarray:
         return self._call(self.client.classify, images)
+
+    def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
+        return self._call(self.client.edit_like, images, references, source, reference_domain,
+                          alpha)
 
     def landmarks(self, images) -> np.ndarray:
         if not self.has_fan:

@@ -13,6 +13,10 @@ Signatures (every batched input has a leading batch dimension of any size):
   output out; the exact Keras computation, for checks and float pipelines
 - ``edit_encoded``: image_bytes string (N,) JPEG/PNG/... of any size (resized to S), plus the
   domains and alpha -> images string (N,) PNG at S x S; for thin clients
+- ``edit_like``: images uint8 (N, S, S, 3), reference uint8 (N, S, S, 3), source_domain int32
+  (N,), reference_domain int32 (N,), alpha float32 (N,) -> images uint8 (N, S, S, 3) and the
+  source_domain / reference_domain used (N,): the reference-guided edit ``L2MGAN.edit_like``;
+  a domain of -1 is guessed by the discriminator
 - ``classify``: images uint8 -> domain_logits float32 (N, D) and source_domain int32 (N,), the
   discriminator's guess of each image's domain (used when the user gives no source domain)
 - ``metadata``: no inputs -> domain_names string (D,), config_json string (), img_size int32 ();
@@ -43,7 +47,9 @@ from keras_l2mgan.config import L2MConfig
 
 USER_ERROR_EXIT = 2  # the export subprocess's exit code for bad input (one line on stderr)
 VERSION_NAME = re.compile(r"[0-9]+")
-SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "classify", "metadata")
+SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "edit_like", "classify",
+              "metadata")
+GUESS_DOMAIN = -1  # edit_like's source_domain / reference_domain: the discriminator's guess
 WARMUP_FILE = "tf_serving_warmup_requests"
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # What tf.saved_model.save and this module write into a version dir: `--overwrite` replaces a
@@ -190,6 +196,38 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
         pngs = tf.map_fn(tf.io.encode_png, edited, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": pngs}
 
+    reference_u8 = tf.TensorSpec([None, size, size, 3], tf.uint8, name="reference")
+    reference_domain = tf.TensorSpec([None], tf.int32, name="reference_domain")
+
+    def domain_or_guess(x, labels, argument):
+        batch = tf.shape(x)[0]
+        checks = [
+            tf.debugging.assert_equal(tf.shape(labels)[0], batch,
+                                      message=f"{argument} needs one value per image"),
+            tf.debugging.assert_greater_equal(
+                labels, GUESS_DOMAIN, message=f"{argument} must be >= {GUESS_DOMAIN} (-1: guess)"),
+            tf.debugging.assert_less(labels, num_domains,
+                                     message=f"{argument} must be < {num_domains}"),
+        ]
+        with tf.control_dependencies(checks):
+            guess = model.guess_domain(tf.cast(x, compute_dtype))
+            return tf.where(labels < 0, guess, labels)
+
+    @tf.function(input_signature=[images_u8, reference_u8, source, reference_domain, alpha])
+    def edit_like(images, reference, source_domain, reference_domain, alpha):
+        x, ref = from_uint8(images), from_uint8(reference)
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(reference)[0], tf.shape(images)[0],
+                message="reference needs one image per image"),
+                tf.debugging.assert_equal(tf.shape(alpha)[0], tf.shape(images)[0],
+                                          message="alpha needs one value per image")]):
+            source_domain = domain_or_guess(x, source_domain, "source_domain")
+            reference_domain = domain_or_guess(ref, reference_domain, "reference_domain")
+        edited = model.edit_like(tf.cast(x, compute_dtype), tf.cast(ref, compute_dtype),
+                                 tf.cast(alpha, compute_dtype), source_domain, reference_domain)
+        return {"images": to_uint8(tf.cast(edited, tf.float32)),
+                "source_domain": source_domain, "reference_domain": reference_domain}
+
     @tf.function(input_signature=[images_u8])
     def classify(images):
         logits = tf.cast(model.discriminator.domain_logits(
@@ -212,6 +250,7 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
         "serving_default": serving_default.get_concrete_function(),
         "edit_float": edit_float.get_concrete_function(),
         "edit_encoded": edit_encoded.get_concrete_function(),
+        "edit_like": edit_like.get_concrete_function(),
         "classify": classify.get_concrete_function(),
         "metadata": metadata.get_concrete_function(),
     }
@@ -267,6 +306,67 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
         if training_data is not None:  # `l2m edit` notes a model trained on synthetic faces
             (tmp / "assets.extra" / TRAINING_FILE).write_text(
                 json.dumps({"data": training_data}) + "\n")
+
+
+def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Path:
+    """Recover the bundle an `l2m export` was made from: the model config from assets.extra,
+    the weights from the SavedModel's variables (the export tracks the L2MGAN as ``model``),
+    written as run_dir/model/ with run_dir/training_options.json when the export says it was
+    trained on synthetic faces, so `l2m export run_dir` writes an equivalent export with
+    today's signatures. TensorFlow backend only. Returns the bundle dir."""
+    import keras
+    import tensorflow as tf
+
+    from keras_l2mgan.atomic import write_file_atomic
+    from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.editors import saved_training_data
+    from keras_l2mgan.model import L2MGAN
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError("bundle_from_saved_model runs on the TensorFlow backend")
+    version_dir, run_dir = Path(version_dir), Path(run_dir)
+    config_path = version_dir / "assets.extra" / CONFIG_FILE
+    if not config_path.is_file():
+        raise ValueError(f"{version_dir} has no assets.extra/{CONFIG_FILE}: not an `l2m export`")
+    model = L2MGAN(L2MConfig.load(config_path))
+    # By checkpoint key (the export tracks the L2MGAN as `model`): a fresh model's own keys
+    # are learnt by saving it the way export does, with every variable set to its index
+    # (Keras tracks its layer lists for SavedModels only, so tf.train.Checkpoint cannot read
+    # them back). Every variable must come back.
+    import tempfile
+
+    import numpy as np
+
+    saved = tf.train.load_checkpoint(str(version_dir / "variables" / "variables"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, variable in enumerate(model.weights):
+            variable.assign(np.full(variable.shape, i, variable.dtype))
+        module = tf.Module()
+        module.model = model
+        tf.saved_model.save(module, tmp)
+        written = str(Path(tmp) / "variables" / "variables")
+        probe = tf.train.load_checkpoint(written)
+        keys = {}
+        for key, _ in tf.train.list_variables(written):
+            if key.startswith("model/"):
+                keys[int(np.asarray(probe.get_tensor(key)).flat[0])] = key
+    missing = [w.path for i, w in enumerate(model.weights) if i not in keys
+               or not saved.has_tensor(keys[i])]
+    if missing:
+        raise ValueError(f"{version_dir} lacks weights of this model ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''}): not this config's export")
+    for i, variable in enumerate(model.weights):
+        variable.assign(saved.get_tensor(keys[i]))
+    bundle = save_bundle(model, run_dir / "model")
+    if saved_training_data(version_dir) is not None:
+        write_file_atomic(run_dir / "training_options.json", json.dumps(
+            {"options": {"data": saved_training_data(version_dir)}}) + "\n")
+    landmarks = version_dir / "assets.extra" / "landmarks_mean.npy"
+    if landmarks.is_file():
+        import shutil
+
+        shutil.copyfile(landmarks, Path(bundle) / landmarks.name)
+    return Path(bundle)
 
 
 def write_warmup_requests(version_dir: str | Path, name: str, img_size: int,

@@ -30,6 +30,16 @@ def edit_style(style_encoder: StyleEncoder, x, source, target, alpha=1.0):
     return s_un + s_re + _as_column(alpha, s_re.dtype) * (s_tilde_re - s_re)
 
 
+def like_style(style_encoder: StyleEncoder, x, source, reference, reference_domain,
+               alpha=1.0):
+    """The style code of x with its attribute-related part moved towards a reference face's:
+    s~ = s_un(x) + s_re(x) + alpha * (s_re(ref) - s_re(x)). Each image's code is read in its
+    own domain (source for x, reference_domain for the reference)."""
+    s_un, s_re = style_encoder.decompose(style_encoder.encode(x, source))
+    _, s_re_ref = style_encoder.decompose(style_encoder.encode(reference, reference_domain))
+    return s_un + s_re + _as_column(alpha, s_re.dtype) * (s_re_ref - s_re)
+
+
 def edit(generator: Generator, style_encoder: StyleEncoder, x, source, target, alpha=1.0,
          masks=None):
     """Edit images x (N, S, S, 3 in [-1, 1]) from domain `source` to `target`.
@@ -82,6 +92,32 @@ class L2MGAN(keras.Model):
         if masks is None:
             masks = self.generator_masks(x)
         return edit(self.generator, self.style_encoder, x, source, target, alpha, masks)
+
+    def edit_like(self, x, reference, alpha=1.0, source=None, reference_domain=None,
+                  masks=None):
+        """Reference-guided edit: x keeps its attribute-unrelated code and takes the
+        attribute-related code of ``reference`` (see :func:`like_style`); alpha 0
+        reconstructs x, 1 takes the reference's attributes. ``reference`` is one image per
+        x, or one image (1, S, S, 3) for the whole batch. Domains left as None are guessed by
+        the discriminator, as `l2m edit` guesses them.
+        """
+        x = ops.convert_to_tensor(x)
+        reference = ops.convert_to_tensor(reference, dtype=x.dtype)
+        batch = x.shape[0]
+        if reference.shape[0] == 1 and batch != 1:
+            reference = ops.repeat(reference, ops.shape(x)[0], axis=0)
+        source = (self.guess_domain(x) if source is None
+                  else self._labels(source, batch, "source"))
+        reference_domain = (self.guess_domain(reference) if reference_domain is None
+                            else self._labels(reference_domain, batch, "reference_domain"))
+        if masks is None:
+            masks = self.generator_masks(x)
+        style = like_style(self.style_encoder, x, source, reference, reference_domain, alpha)
+        return self.generator(x, style, masks)
+
+    def guess_domain(self, x):
+        """(N,) int32: the discriminator's guess of each image's domain (its largest logit)."""
+        return ops.cast(ops.argmax(self.discriminator.domain_logits(x), axis=-1), "int32")
 
     def generator_masks(self, x):
         """The masks G uses for input x: :meth:`face_masks` when w_hpf > 0 and a FAN is
@@ -192,7 +228,7 @@ class L2MGAN(keras.Model):
         """
         if isinstance(data, (tuple, list)):
             data = data[0]
-        images = data["images"]
+        images = ops.convert_to_tensor(data["images"])  # train_on_batch on torch passes numpy
         source = ops.cast(data["labels"], "int32")
         target = data.get("target_labels")
         if target is None:

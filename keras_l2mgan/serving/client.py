@@ -123,6 +123,18 @@ class ServingClient:
             "alpha": np.asarray(alpha, np.float32)}, version=version)
         return outputs["images"]
 
+    def edit_like(self, name: str, images: np.ndarray, references: np.ndarray,
+                  source: np.ndarray, reference_domain: np.ndarray, alpha: np.ndarray,
+                  version: int | None = None) -> np.ndarray:
+        """Reference-guided edit through the edit_like signature (domains -1: guessed)."""
+        outputs = self.predict(name, {
+            "images": np.asarray(images, np.uint8),
+            "reference": np.asarray(references, np.uint8),
+            "source_domain": np.asarray(source, np.int32),
+            "reference_domain": np.asarray(reference_domain, np.int32),
+            "alpha": np.asarray(alpha, np.float32)}, signature="edit_like", version=version)
+        return outputs["images"]
+
     def classify(self, name: str, images: np.ndarray, version: int | None = None) -> np.ndarray:
         outputs = self.predict(name, {"images": np.asarray(images, np.uint8)},
                                signature="classify", version=version)
