@@ -13,6 +13,7 @@ from keras_l2mgan import __version__
 from .classifier import classifier
 from .common import L2MGroup, backend_option
 from .data import data
+from .demo import demo
 from .edit import edit
 from .eval import eval_command
 from .export import export
@@ -38,6 +39,7 @@ main.add_command(info)
 main.add_command(data)
 main.add_command(export)
 main.add_command(serve)
+main.add_command(demo)
 main.add_command(edit)
 main.add_command(train)
 main.add_command(classifier)

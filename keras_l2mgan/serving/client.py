@@ -1,12 +1,16 @@
-"""A client for TF Serving's gRPC API (tensorflow_model_server or `l2m serve`).
+"""Clients for TF Serving's gRPC and REST APIs (tensorflow_model_server or `l2m serve`).
 
-Built on the official PredictionServiceStub / ModelServiceStub with a large message limit,
-a deadline per call and gRPC's own retry policy for UNAVAILABLE (server starting or restarting).
+``ServingClient`` speaks gRPC: the official PredictionServiceStub / ModelServiceStub with a large
+message limit, a deadline per call and gRPC's own retry policy for UNAVAILABLE (server starting
+or restarting). ``RestClient`` speaks the REST/JSON API (port 8501) with the same methods;
+``open_client("http://host:8501")`` or ``open_client("host:8500")`` picks one by the address.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 
 import grpc
 import numpy as np
@@ -30,8 +34,50 @@ def _service_config(attempts: int) -> str:
     }]})
 
 
-class ServingClient:
-    """Predict / metadata / status calls plus the L2M-GAN edit on top of them."""
+class _EditMethods:
+    """The L2M-GAN calls on top of ``predict`` (signatures written by keras_l2mgan.export)."""
+
+    def predict(self, name: str, inputs: dict[str, np.ndarray], signature: str = "",
+                version: int | None = None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def model_info(self, name: str, version: int | None = None) -> dict:
+        """The exported config (img_size, domain_names, ...) from the `metadata` signature."""
+        outputs = self.predict(name, {}, signature="metadata", version=version)
+        config = json.loads(outputs["config_json"].item())
+        config["domain_names"] = [n.decode() for n in outputs["domain_names"]]
+        return config
+
+    def edit(self, name: str, images: np.ndarray, source: np.ndarray, target: np.ndarray,
+             alpha: np.ndarray, version: int | None = None) -> np.ndarray:
+        """uint8 (N, S, S, 3) images -> edited uint8 images, through serving_default."""
+        outputs = self.predict(name, {
+            "images": np.asarray(images, np.uint8),
+            "source_domain": np.asarray(source, np.int32),
+            "target_domain": np.asarray(target, np.int32),
+            "alpha": np.asarray(alpha, np.float32)}, version=version)
+        return outputs["images"]
+
+    def edit_like(self, name: str, images: np.ndarray, references: np.ndarray,
+                  source: np.ndarray, reference_domain: np.ndarray, alpha: np.ndarray,
+                  version: int | None = None) -> np.ndarray:
+        """Reference-guided edit through the edit_like signature (domains -1: guessed)."""
+        outputs = self.predict(name, {
+            "images": np.asarray(images, np.uint8),
+            "reference": np.asarray(references, np.uint8),
+            "source_domain": np.asarray(source, np.int32),
+            "reference_domain": np.asarray(reference_domain, np.int32),
+            "alpha": np.asarray(alpha, np.float32)}, signature="edit_like", version=version)
+        return outputs["images"]
+
+    def classify(self, name: str, images: np.ndarray, version: int | None = None) -> np.ndarray:
+        outputs = self.predict(name, {"images": np.asarray(images, np.uint8)},
+                               signature="classify", version=version)
+        return outputs["source_domain"]
+
+
+class ServingClient(_EditMethods):
+    """gRPC: Predict / metadata / status calls plus the L2M-GAN edit on top of them."""
 
     def __init__(self, target: str, timeout_s: float = 60.0, retries: int = 4,
                  max_message_bytes: int = MAX_MESSAGE_BYTES):
@@ -104,38 +150,181 @@ class ServingClient:
         state_name = get_model_status_pb2.ModelVersionStatus.State.Name
         return [(s.version, state_name(s.state)) for s in response.model_version_status]
 
-    # L2M-GAN on top of the signatures written by keras_l2mgan.export.
 
-    def model_info(self, name: str, version: int | None = None) -> dict:
-        """The exported config (img_size, domain_names, ...) from the `metadata` signature."""
-        outputs = self.predict(name, {}, signature="metadata", version=version)
-        config = json.loads(outputs["config_json"].item())
-        config["domain_names"] = [n.decode() for n in outputs["domain_names"]]
-        return config
+class RestError(Exception):
+    """A REST request the server refused or failed: its HTTP status and {"error": ...}."""
 
-    def edit(self, name: str, images: np.ndarray, source: np.ndarray, target: np.ndarray,
-             alpha: np.ndarray, version: int | None = None) -> np.ndarray:
-        """uint8 (N, S, S, 3) images -> edited uint8 images, through serving_default."""
-        outputs = self.predict(name, {
-            "images": np.asarray(images, np.uint8),
-            "source_domain": np.asarray(source, np.int32),
-            "target_domain": np.asarray(target, np.int32),
-            "alpha": np.asarray(alpha, np.float32)}, version=version)
-        return outputs["images"]
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.message = status, message
 
-    def edit_like(self, name: str, images: np.ndarray, references: np.ndarray,
-                  source: np.ndarray, reference_domain: np.ndarray, alpha: np.ndarray,
-                  version: int | None = None) -> np.ndarray:
-        """Reference-guided edit through the edit_like signature (domains -1: guessed)."""
-        outputs = self.predict(name, {
-            "images": np.asarray(images, np.uint8),
-            "reference": np.asarray(references, np.uint8),
-            "source_domain": np.asarray(source, np.int32),
-            "reference_domain": np.asarray(reference_domain, np.int32),
-            "alpha": np.asarray(alpha, np.float32)}, signature="edit_like", version=version)
-        return outputs["images"]
 
-    def classify(self, name: str, images: np.ndarray, version: int | None = None) -> np.ndarray:
-        outputs = self.predict(name, {"images": np.asarray(images, np.uint8)},
-                               signature="classify", version=version)
-        return outputs["source_domain"]
+class RestClient(_EditMethods):
+    """TF Serving's REST API (``http://host:8501``): the same calls as ServingClient, in
+    JSON. One keep-alive connection per thread; output dtypes come from the model's
+    signature_def (read once per model version)."""
+
+    def __init__(self, url: str, timeout_s: float = 60.0):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"REST address must be http://HOST:PORT, got {url!r}")
+        self.url = f"{parts.scheme}://{parts.netloc}"
+        self.timeout_s = timeout_s
+        self._parts = parts
+        self._local = threading.local()
+        self._signatures: dict[tuple[str, int | None], dict] = {}
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _connection(self):
+        import http.client
+
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = (http.client.HTTPSConnection if self._parts.scheme == "https"
+                    else http.client.HTTPConnection)
+            connection = kind(self._parts.hostname, self._parts.port, timeout=self.timeout_s)
+            self._local.connection = connection
+        return connection
+
+    def request(self, method: str, path: str, body=None) -> dict:
+        """One call; the decoded JSON answer, or RestError with the server's message."""
+        import http.client
+
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in range(2):  # a kept-alive connection the server closed: once more
+            connection = self._connection()
+            connection.timeout = self.timeout_s
+            try:
+                connection.request(method, path, body=data, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt:
+                    raise
+            except BaseException:
+                self.close()
+                raise
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            answer = {"error": payload[:200].decode("utf-8", "replace")}
+        if response.status != 200:
+            message = answer.get("error", "") if isinstance(answer, dict) else str(answer)
+            raise RestError(response.status, message)
+        return answer
+
+    @staticmethod
+    def _path(name: str, version: int | None = None, label: str | None = None) -> str:
+        from urllib.parse import quote
+
+        path = f"/v1/models/{quote(name, safe='')}"
+        if version is not None:
+            path += f"/versions/{int(version)}"
+        elif label is not None:
+            path += f"/labels/{quote(label, safe='')}"
+        return path
+
+    def status(self, name: str, version: int | None = None) -> list[tuple[int, str]]:
+        answer = self.request("GET", self._path(name, version))
+        return [(int(s["version"]), s["state"]) for s in answer["model_version_status"]]
+
+    def signature_defs(self, name: str, version: int | None = None) -> dict:
+        """SignatureDef protos by key, as ServingClient.signature_defs returns them."""
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        answer = self.request("GET", self._path(name, version) + "/metadata")
+        signature_map = json_format.ParseDict(answer["metadata"]["signature_def"],
+                                              get_model_metadata_pb2.SignatureDefMap())
+        return dict(signature_map.signature_def)
+
+    def _signature(self, name: str, version: int | None, key: str):
+        cached = self._signatures.get((name, version))
+        if cached is None:
+            cached = self._signatures[name, version] = self.signature_defs(name, version)
+        if key not in cached:
+            raise RestError(400, f'Serving signature key "{key}" not found.')
+        return cached[key]
+
+    def predict(self, name: str, inputs: dict[str, np.ndarray], signature: str = "",
+                version: int | None = None) -> dict[str, np.ndarray]:
+        """Columnar ("inputs") request; outputs as NumPy arrays of the signature's dtypes."""
+        from tensorflow.python.framework import dtypes
+
+        key = signature or "serving_default"
+        answer = self.request("POST", self._path(name, version) + ":predict", {
+            "signature_name": key,
+            "inputs": {alias: _json_value(np.asarray(value)) for alias, value in inputs.items()}})
+        outputs_info = self._signature(name, version, key).outputs
+        outputs = answer["outputs"]
+        if len(outputs_info) == 1:
+            outputs = {next(iter(outputs_info)): outputs}
+        arrays = {}
+        for alias, value in outputs.items():
+            dtype = dtypes.as_dtype(outputs_info[alias].dtype)
+            if dtype == dtypes.string:
+                arrays[alias] = _bytes_array(value)
+            else:
+                arrays[alias] = np.asarray(value, dtype.as_numpy_dtype)
+        return arrays
+
+
+def _json_value(array: np.ndarray):
+    """A NumPy array as TF Serving's JSON: bytes as {"b64": ...}, numbers as lists."""
+    if array.dtype.kind in "OSU":
+        def encode(item):
+            data = item.encode() if isinstance(item, str) else bytes(item)
+            return {"b64": base64.b64encode(data).decode("ascii")}
+        flat = [encode(item) for item in array.reshape(-1).tolist()]
+        if array.ndim == 0:
+            return flat[0]
+        nested = np.empty(len(flat), object)
+        nested[:] = flat
+        return nested.reshape(array.shape).tolist()
+    return array.tolist()
+
+
+def _bytes_array(value) -> np.ndarray:
+    """TF Serving's JSON strings (nested lists of str or {"b64": ...}) as an object array."""
+    leaves: list[bytes] = []
+    shape: list[int] = []
+
+    def walk(item, depth: int) -> None:
+        if isinstance(item, list):
+            if len(shape) <= depth:
+                shape.append(len(item))
+            for inner in item:
+                walk(inner, depth + 1)
+        else:
+            leaves.append(base64.b64decode(item["b64"]) if isinstance(item, dict)
+                          else item.encode())
+
+    walk(value, 0)
+    array = np.empty(len(leaves), object)
+    array[:] = leaves
+    return array.reshape(shape)
+
+
+def open_client(address: str, timeout_s: float = 60.0):
+    """``http(s)://HOST:PORT`` -> RestClient; ``HOST:PORT`` -> ServingClient (gRPC)."""
+    if address.startswith(("http://", "https://")):
+        return RestClient(address, timeout_s)
+    return ServingClient(address, timeout_s)

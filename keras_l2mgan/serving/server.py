@@ -37,8 +37,8 @@ from keras_l2mgan.serving.limits import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_MESSAGE_BYTES", "BatchingOptions", "ModelRepository", "ServingError",
-           "ServingLimits", "create_server", "serve_forever"]
+__all__ = ["MAX_MESSAGE_BYTES", "BatchingOptions", "ModelRepository", "Servers", "ServingError",
+           "ServingLimits", "create_server", "serve_forever", "start_servers"]
 ENCODED_INPUT = "image_bytes"  # edit_encoded's input: checked by header, decoded in the graph
 
 
@@ -299,72 +299,81 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
         self.limits = limits or ServingLimits()
         self.pixel_budget = PixelBudget(self.limits.max_decoded_pixels)
 
-    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+    def predict(self, request, time_remaining: float | None = None):
+        """A PredictRequest -> PredictResponse, or a ServingError (TF Serving's code and
+        message). Both transports run this: gRPC's Predict and the REST API's :predict."""
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
-        try:
-            servable = self.repository.find(request.model_spec)
-            key = request.model_spec.signature_name or "serving_default"
-            signature = servable.signature_defs.get(key)
-            if signature is None or key not in servable.loaded.signatures:
-                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f'Serving signature key "{key}" not found.')
-            inputs, pixels = _check_inputs(signature, request, self.limits)
-            if _batchable(signature):
-                # One leading size for every input, checked before the batcher merges it with
-                # other clients' requests (it splits the merged outputs by this size).
-                try:
-                    request_batch_size(inputs)
-                except BatchSizeMismatch as error:
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
-            wanted = list(request.output_filter) or list(signature.outputs)
-            for alias in wanted:
-                if alias not in signature.outputs:
-                    raise ServingError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"output tensor alias not found in signature: {alias} Outputs expected "
-                        f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+        servable = self.repository.find(request.model_spec)
+        key = request.model_spec.signature_name or "serving_default"
+        signature = servable.signature_defs.get(key)
+        if signature is None or key not in servable.loaded.signatures:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'Serving signature key "{key}" not found.')
+        inputs, pixels = _check_inputs(signature, request, self.limits)
+        if _batchable(signature):
+            # One leading size for every input, checked before the batcher merges it with
+            # other clients' requests (it splits the merged outputs by this size).
             try:
-                # The decoded images of all running requests stay within the budget.
-                with self.pixel_budget.reserve(pixels, context.time_remaining()):
-                    outputs = servable.run(key, inputs)
-            except tf.errors.OpError as error:
-                raise ServingError(_grpc_code(error), _first_line(error)) from None
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = servable.name
-            response.model_spec.version.value = servable.version
-            response.model_spec.signature_name = key
-            for alias in wanted:
-                response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
-            return response
+                request_batch_size(inputs)
+            except BatchSizeMismatch as error:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        wanted = list(request.output_filter) or list(signature.outputs)
+        for alias in wanted:
+            if alias not in signature.outputs:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"output tensor alias not found in signature: {alias} Outputs expected "
+                    f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+        try:
+            # The decoded images of all running requests stay within the budget.
+            with self.pixel_budget.reserve(pixels, time_remaining):
+                outputs = servable.run(key, inputs)
+        except tf.errors.OpError as error:
+            raise ServingError(_grpc_code(error), _first_line(error)) from None
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = key
+        for alias in wanted:
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+        return response
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        try:
+            return self.predict(request, context.time_remaining())
         except ServingError as error:
             context.abort(error.code, str(error))
         except Exception as error:  # never let a request take the server down
             log.exception("Predict failed")
             context.abort(grpc.StatusCode.INTERNAL, _first_line(error))
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    def metadata(self, request):
+        """A GetModelMetadataRequest -> GetModelMetadataResponse, or a ServingError."""
         from tensorflow_serving.apis import get_model_metadata_pb2
 
-        try:
-            servable = self.repository.find(request.model_spec)
-            if not request.metadata_field:
+        servable = self.repository.find(request.model_spec)
+        if not request.metadata_field:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "GetModelMetadataRequest must specify at least one "
+                               "metadata_field")
+        for name in request.metadata_field:
+            if name != "signature_def":
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   "GetModelMetadataRequest must specify at least one "
-                                   "metadata_field")
-            for name in request.metadata_field:
-                if name != "signature_def":
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       f"Metadata field {name} is not supported")
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = servable.name
-            response.model_spec.version.value = servable.version
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, signature in servable.signature_defs.items():
-                signature_map.signature_def[key].CopyFrom(signature)
-            response.metadata["signature_def"].Pack(signature_map)
-            return response
+                                   f"Metadata field {name} is not supported")
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        try:
+            return self.metadata(request)
         except ServingError as error:
             context.abort(error.code, str(error))
         except Exception as error:
@@ -378,27 +387,29 @@ class ModelServicer(_base("model_service_pb2_grpc", "ModelServiceServicer")):
     def __init__(self, repository: ModelRepository):
         self.repository = repository
 
-    def GetModelStatus(self, request, context):  # noqa: N802
+    def status(self, request):
+        """A GetModelStatusRequest -> GetModelStatusResponse, or a ServingError."""
         from tensorflow_serving.apis import get_model_status_pb2
 
         spec = request.model_spec
         if not spec.name:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request.")
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request.")
         entry = self.repository.models.get(spec.name)
         if entry is None or not entry.servables:
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"Could not find any versions of model {spec.name}")
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Could not find any versions of model {spec.name}")
         versions = sorted(entry.servables)
         choice = spec.WhichOneof("version_choice")
         if choice == "version":
             if spec.version.value not in entry.servables:
-                context.abort(grpc.StatusCode.NOT_FOUND,
-                              f"Could not find version {spec.version.value} of model {spec.name}")
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Could not find version {spec.version.value} of model {spec.name}")
             versions = [spec.version.value]
         elif choice == "version_label":
             if spec.version_label not in entry.labels:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"Unrecognized servable version label: {spec.version_label}")
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Unrecognized servable version label: {spec.version_label}")
             versions = [entry.labels[spec.version_label]]
         response = get_model_status_pb2.GetModelStatusResponse()
         for version in versions:
@@ -408,23 +419,83 @@ class ModelServicer(_base("model_service_pb2_grpc", "ModelServiceServicer")):
             status.status.error_code = 0
         return response
 
+    def GetModelStatus(self, request, context):  # noqa: N802
+        try:
+            return self.status(request)
+        except ServingError as error:
+            context.abort(error.code, str(error))
 
-def create_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8500,
-                  config_file: str | Path | None = None,
-                  batching: BatchingOptions | None = None,
-                  limits: ServingLimits | None = None
-                  ) -> tuple[grpc.Server, int, ModelRepository]:
-    """Bind the port, load the models and start serving; returns (server, bound port,
-    repository). A port another process listens on is a ValueError, before any model loads."""
+
+@dataclass
+class Servers:
+    """What `start_servers` started: the gRPC server and/or the REST server, over one
+    repository (the same loaded models, batchers and pixel budget)."""
+
+    repository: ModelRepository
+    grpc: grpc.Server | None = None
+    grpc_port: int | None = None
+    rest: object = None  # keras_l2mgan.serving.rest.RestServer
+    rest_port: int | None = None
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self.rest is not None:
+            self.rest.stop()
+        if self.grpc is not None:
+            self.grpc.stop(grace=grace).wait()
+        self.repository.close()
+
+
+def start_servers(base_dir: str | Path, host: str = "127.0.0.1", port: int | None = 8500,
+                  rest_api_port: int | None = None, config_file: str | Path | None = None,
+                  batching: BatchingOptions | None = None, limits: ServingLimits | None = None,
+                  rest_timeout_s: float | None = None) -> Servers:
+    """Load the models once and serve them over gRPC (``port``; None: no gRPC) and TF
+    Serving's REST API (``rest_api_port``; None: no REST). Port 0 picks a free one (see
+    Servers' ports). A port another process listens on is a ValueError, before any model
+    loads."""
     import warnings
 
     from PIL import Image
     from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+    from keras_l2mgan.serving.rest import REST_TIMEOUT_S, create_rest_server
+
     limits = limits or ServingLimits()
     # Headers of images over PIL's threshold are refused with their size; no warning per image.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    check_port_free(host, port)
+    for probe in (port, rest_api_port):
+        if probe is not None:
+            check_port_free(host, probe)
+    server, bound = None, None
+    if port is not None:
+        server, bound = _bind_grpc(host, port, limits)
+    try:
+        repository = ModelRepository(base_dir, config_file, batching)
+    except BaseException:
+        if server is not None:
+            server.stop(None)
+        raise
+    prediction, models = PredictionServicer(repository, limits), ModelServicer(repository)
+    servers = Servers(repository, server, bound)
+    try:
+        if rest_api_port is not None:
+            servers.rest = create_rest_server(prediction, models, host, rest_api_port,
+                                              rest_timeout_s or REST_TIMEOUT_S)
+            servers.rest_port = servers.rest.port
+    except BaseException:
+        servers.grpc = None
+        if server is not None:
+            server.stop(None)
+        repository.close()
+        raise
+    if server is not None:
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
+        server.start()
+    return servers
+
+
+def _bind_grpc(host: str, port: int, limits: ServingLimits) -> tuple[grpc.Server, int]:
     server = grpc.server(
         # One thread per admitted RPC: more would only queue work the limit already refused.
         futures.ThreadPoolExecutor(max_workers=limits.max_concurrent_requests,
@@ -443,19 +514,20 @@ def create_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 850
         raise ValueError(f"cannot listen on {address}: {error}") from None
     if bound == 0:
         raise ValueError(f"cannot listen on {address} (port in use?); pick another --port")
-    try:
-        repository = ModelRepository(base_dir, config_file, batching)
-    except BaseException:
-        server.stop(None)
-        raise
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(repository, limits), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(repository), server)
-    server.start()
-    return server, bound, repository
+    return server, bound
 
 
-def serve_forever(server: grpc.Server, repository: ModelRepository) -> None:
+def create_server(base_dir: str | Path, host: str = "127.0.0.1", port: int = 8500,
+                  config_file: str | Path | None = None,
+                  batching: BatchingOptions | None = None,
+                  limits: ServingLimits | None = None
+                  ) -> tuple[grpc.Server, int, ModelRepository]:
+    """gRPC only (see `start_servers`): returns (server, bound port, repository)."""
+    servers = start_servers(base_dir, host, port, None, config_file, batching, limits)
+    return servers.grpc, servers.grpc_port, servers.repository
+
+
+def serve_forever(servers: Servers) -> None:
     """Block until SIGINT/SIGTERM, then stop gracefully."""
     import signal
 
@@ -464,5 +536,4 @@ def serve_forever(server: grpc.Server, repository: ModelRepository) -> None:
         signal.signal(signum, lambda *_: stop.set())
     while not stop.wait(1.0):
         pass
-    server.stop(grace=2).wait()
-    repository.close()
+    servers.stop()
