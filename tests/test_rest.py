@@ -33,6 +33,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (the server stops gracefully), then SIGKILL if a loaded machine makes it slow."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
 def start_server(*args: str, timeout_s: float = 180):
     """`l2m serve ARGS` in a subprocess -> (process, gRPC port, output lines so far)."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -65,8 +75,7 @@ def server():
         "--max-batch-size", "8", "--batch-timeout-micros", "20000",
         "--max-request-mb", str(MAX_REQUEST_MB))
     yield rest_port, grpc_port, lines
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
 
 
 def call(port: int, method: str, path: str, body=None, headers=None, raw: bytes | None = None):
@@ -365,6 +374,5 @@ def test_page_and_its_files_come_from_the_server(server):
 def test_rest_disabled_with_port_zero():
     process, _, lines = start_server("saved_models/smiling", "--port", "0",
                                      "--rest-api-port", "0")
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
     assert not any(line.startswith("REST API") for line in lines)

@@ -61,6 +61,7 @@ function buildTargets() {
   const names = state.info.names;
   const source = state.source ?? 0;
   if (state.table) {
+    box.append("Target attributes: ");
     const current = state.table[source];
     Object.keys(current).sort().forEach((key, i) => {
       const label = document.createElement("label");
