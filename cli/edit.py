@@ -212,9 +212,17 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
 @click.command()
 @backend_option
 @click.argument("images", nargs=-1, required=True)
-@click.option("--to", "to", required=True,
+@click.option("--to", "to", default=None,
               help="Target attribute(s) or domain: smiling, not_smiling, smiling,male, or a "
-              "domain name (cat, dog, ...). Other attributes keep the source's values.")
+              "domain name (cat, dog, ...). Other attributes keep the source's values. "
+              "Required unless --like is given.")
+@click.option("--like", "like", default=None, metavar="REF",
+              help="Reference-guided edit instead of --to: each face takes the "
+              "attribute-related style of the face in photo REF (its largest face), keeping "
+              "everything else: s~ = s_un(x) + s_re(x) + alpha (s_re(ref) - s_re(x)).")
+@click.option("--like-from", "like_source", default=None,
+              show_default="guessed by the discriminator",
+              help="--like: the reference face's domain name or index.")
 @click.option("--alpha", default="1.0", show_default=True, callback=_parsed(alpha_list),
               help=f"Edit strength, {ALPHA_RANGE[0]:g} to {ALPHA_RANGE[1]:g}: 0 reconstructs, 1 "
               "is the full edit, above 1 extrapolates; several comma-separated values (at most "
@@ -240,7 +248,8 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
 @click.option("--from", "source", default=None, show_default="guessed by the discriminator",
               help="Source domain name or index of every photo.")
 @click.option("--server", default=None, metavar="HOST:PORT", show_default="edit locally",
-              help="TF Serving / `l2m serve` address: edit there instead of locally.")
+              help="TF Serving / `l2m serve` address: edit there instead of locally; HOST:PORT "
+              "speaks gRPC, http://HOST:PORT the REST API.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
               show_default=True,
               help="--server: seconds to wait for the server to connect and describe the model "
@@ -258,7 +267,8 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
               help="Photos decoded and edited at a time (memory grows with it, not with the "
               "number of photos).")
 @click.pass_context
-def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float],
+def edit(ctx: click.Context, images: tuple[str, ...], to: str | None, like: str | None,
+         like_source: str | None, alpha: list[float],
          sweep: list[float] | None, output: str | None, model: str | None, source: str | None,
          server: str | None, timeout: float, crop_only: bool, detector: str,
          face_index: int | None, batch_size: int) -> None:
@@ -269,6 +279,10 @@ def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float
     aligned to the CelebA-HQ framing from its landmarks, edited, and warped back with a
     feathered face mask; otherwise its box is edited and blended back. Either way pixels away
     from the faces keep their values.
+
+    --like REF edits by example instead of --to: each face keeps its attribute-unrelated
+    style and takes the attribute-related style of REF's face, scaled by --alpha (without
+    --model: the shipped model with the most attributes, smiling_male).
 
     Every file's header is checked before any work. One photo: any error (no face found
     included) leaves nothing written (exit 2). Several: each photo that cannot be read or
@@ -283,13 +297,21 @@ def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float
         raise click.UsageError("--sweep and --alpha both set the edit strengths; pass one "
                                "(--alpha 0,0.5,1 lists them, --sweep 0:1:3 spaces them evenly)")
     alphas = sweep or alpha
-    request = [item.strip() for item in to.split(",") if item.strip()]
-    if not request:
+    if (to is None) == (like is None):
+        raise click.UsageError("pass --to ATTRIBUTES (a label-guided edit) or --like REF (take "
+                               "the attributes of a reference face), not both" if to else
+                               "missing --to ATTRIBUTES or --like REF: what should the edit do?")
+    if like_source is not None and like is None:
+        raise click.UsageError("--like-from names the --like reference's domain; pass --like")
+    request = [item.strip() for item in (to or "").split(",") if item.strip()]
+    if to is not None and not request:
         raise ValueError("--to needs at least one attribute or domain name")
     if detector == "haar" and not haar_available():
         raise ValueError("face detection needs OpenCV 4: pip install 'opencv-python-headless<5' "
                          "(or pass --detector center)")
     inputs = expand_inputs(images)
+    if like is not None:
+        probe_photo(like)  # a missing or unreadable reference is one line before any work
     failures = _Failures(several=len(inputs) > 1)
     sweeping = len(alphas) > 1
     for n, path in enumerate(inputs):  # a bad header fails before any work
@@ -297,15 +319,23 @@ def edit(ctx: click.Context, images: tuple[str, ...], to: str, alpha: list[float
             size = probe_photo(path)
             if sweeping and not crop_only:
                 _check_strip(path, size, len(alphas))
-    destinations = output_paths(inputs, "+".join(request), sweeping, output)
+    tag = f"like-{Path(like).stem}" if like is not None else "+".join(request)
+    destinations = output_paths(inputs, tag, sweeping, output)
     todo = [n for n in range(len(inputs)) if n not in failures.failed]
     if not todo:
         failures.finish(ctx, [])
         return
-    editor = open_editor(model, server, request, timeout_s=timeout)
+    if like is not None and model is None and server is None:
+        from keras_l2mgan.editors import default_like_model
+
+        model = str(default_like_model())
+    editor = open_editor(model, server, request or None, timeout_s=timeout)
     names = editor.domain_names
     fixed = domain_index(names, source) if source is not None else None
-    targets = _targets(names, request, fixed)
+    if like is not None:
+        targets = _reference(editor, Path(like), like_source, detector, batch_size)
+    else:
+        targets = _targets(names, request, fixed)
     # Once the first faces are found: after every check on the request (a bad --to is one
     # line), and a single photo without a face is one line too.
     header = [f"model: {editor.description} (domains: {', '.join(names)})",
@@ -365,17 +395,22 @@ def _edit_batch(editor, batch, inputs, destinations, detector, face_index, fixed
     else:
         sources = np.concatenate([np.asarray(editor.classify(crops[i:i + batch_size]), np.int32)
                                   for i in range(0, len(jobs), batch_size)])
+    like = targets if isinstance(targets, _Reference) else None
     goals = np.full(len(jobs), -1, np.int32)
     for k, n in enumerate(batch):
         with failures.guard(n, inputs[n]):
             for i in [i for i, (owner, _) in enumerate(jobs) if owner == k]:
                 if places[i] is None:
                     break  # the photo failed while its faces were aligned
-                goals[i] = _target(targets, int(sources[i]), names, inputs[n])
+                if like is None:
+                    goals[i] = _target(targets, int(sources[i]), names, inputs[n])
     keep = [i for i in range(len(jobs)) if batch[jobs[i][0]] not in failures.failed]
     if not keep:
         return
-    edited = _edit_all(editor, crops[keep], sources[keep], goals[keep], alphas, batch_size)
+    if like is None:
+        edited = _edit_all(editor, crops[keep], sources[keep], goals[keep], alphas, batch_size)
+    else:
+        edited = _edit_all_like(editor, crops[keep], sources[keep], like, alphas, batch_size)
     by_photo: dict[int, list[int]] = {}
     for j, i in enumerate(keep):
         by_photo.setdefault(jobs[i][0], []).append(j)
@@ -384,7 +419,9 @@ def _edit_batch(editor, batch, inputs, destinations, detector, face_index, fixed
         written = _write(staged, photos[k], [places[keep[j]] for j in faces],
                          [edited[j] for j in faces], crop_only, destinations[n], alphas)
         photos[k] = None  # its memory goes once its frames are staged
-        changes = [f"{names[sources[keep[j]]]} -> {names[goals[keep[j]]]}" for j in faces]
+        changes = [f"{names[sources[keep[j]]]} -> {names[goals[keep[j]]]}" if like is None
+                   else f"{names[sources[keep[j]]]} like {like.path.name} "
+                   f"({names[like.domain]})" for j in faces]
         what = changes[0] if len(faces) == 1 else f"{len(faces)} faces ({', '.join(changes)})"
         report.append(f"{inputs[n]}: {what}, {written}")
 
@@ -540,6 +577,53 @@ def _target(targets: dict[int, object], source: int, names: list[str], path: Pat
     if isinstance(outcome, ValueError):
         raise ValueError(f"{path} ({names[source]}): {outcome}")
     return int(outcome)
+
+
+class _Reference:
+    """The --like reference: its face crop (model size) and its domain."""
+
+    def __init__(self, path: Path, crop, domain: int):
+        self.path, self.crop, self.domain = path, crop, domain
+
+
+def _reference(editor, path: Path, like_source: str | None, detector: str,
+               batch_size: int) -> _Reference:
+    """The reference photo's largest face, cropped (or aligned) as the photos' faces are, and
+    its domain (--like-from, else the discriminator's guess). Any problem is one line."""
+    from keras_l2mgan.editors import domain_index
+    from keras_l2mgan.photo import face_boxes, load_photo
+
+    photo = load_photo(path)
+    boxes = face_boxes(photo, detector)
+    if not boxes:
+        raise ValueError(f"no face found in the --like reference {path}; if it is a portrait "
+                         "framed like CelebA-HQ, pass --detector center")
+    box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    crops, places = _face_crops(editor, [0], [photo], [(0, box)], [path],
+                                _Failures(several=False), batch_size)
+    if like_source is not None:
+        domain = domain_index(editor.domain_names, like_source, "--like-from")
+    else:
+        domain = int(editor.classify(crops[:1])[0])
+    return _Reference(path, crops[0], domain)
+
+
+def _edit_all_like(editor, crops, sources, like: _Reference, alphas: list[float],
+                   batch_size: int):
+    """Reference-guided edits of every crop at every alpha: (N, alphas, S, S, 3)."""
+    import numpy as np
+
+    jobs = [(i, a) for i in range(len(crops)) for a in alphas]
+    edited = []
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        index = np.array([i for i, _ in chunk])
+        references = np.repeat(like.crop[None], len(chunk), axis=0)
+        edited.append(editor.edit_like(crops[index], references, sources[index],
+                                       np.full(len(chunk), like.domain, np.int32),
+                                       np.array([a for _, a in chunk], np.float32)))
+    edited = np.concatenate(edited)
+    return edited.reshape(len(crops), len(alphas), *edited.shape[1:])
 
 
 def _edit_all(editor, crops, sources, targets, alphas: list[float], batch_size: int):

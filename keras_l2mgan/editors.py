@@ -242,7 +242,8 @@ def _check_nothing_runs_on_load(version_dir: Path) -> None:
 
 
 class ServerEditor(_Editor):
-    """A model served by tensorflow_model_server or `l2m serve`.
+    """A model served by tensorflow_model_server or `l2m serve`: over gRPC (HOST:PORT) or the
+    REST API (http://HOST:PORT).
 
     Connecting waits at most `timeout_s` (a server that does not answer is one line naming
     it, not minutes of retries); edit requests may then take up to max(timeout_s, 120) s."""
@@ -251,7 +252,16 @@ class ServerEditor(_Editor):
         import grpc
 
         if ":" not in address:
-            raise ValueError(f"--server must be HOST:PORT, got {address!r}")
+            raise ValueError(f"--server must be HOST:PORT or http://HOST:PORT, got {address!r}")
+        self.address = address
+        self.name = model_name
+        self.description = f"model {model_name!r} served at {address}"
+        if address.startswith(("http://", "https://")):
+            from keras_l2mgan.serving.client import RestClient
+
+            self.client = RestClient(address, timeout_s=timeout_s)
+            self._describe(timeout_s)
+            return
         # Before the client (which loads TensorFlow, seconds): a server that does not answer
         # is known within timeout_s of the start, not after gRPC's retries.
         probe = grpc.insecure_channel(address)
@@ -267,16 +277,13 @@ class ServerEditor(_Editor):
         from keras_l2mgan.serving.client import ServingClient
 
         self.client = ServingClient(address, timeout_s=timeout_s)
-        self.address = address
-        self.name = model_name
-        self.description = f"model {model_name!r} served at {address}"
-        try:
-            # The metadata signature as ServingClient.model_info reads it, plus the outputs an
-            # export adds when it knows them: the landmarks mean and the training data.
-            metadata = self.client.predict(model_name, {}, signature="metadata")
-            self.has_fan = "landmarks" in self.client.signature_defs(model_name)
-        except grpc.RpcError as error:
-            raise _rpc_error(address, model_name, error) from None
+        self._describe(timeout_s)
+
+    def _describe(self, timeout_s: float) -> None:
+        # The metadata signature as ServingClient.model_info reads it, plus the outputs an
+        # export adds when it knows them: the landmarks mean and the training data.
+        metadata = self._call(lambda name: self.client.predict(name, {}, signature="metadata"))
+        self.has_fan = "landmarks" in self._call(self.client.signature_defs)
         self.client.timeout_s = max(timeout_s, 120.0)
         self.img_size = int(json.loads(metadata["config_json"].item())["img_size"])
         self.domain_names = [name.decode() for name in metadata["domain_names"]]
@@ -304,14 +311,26 @@ class ServerEditor(_Editor):
                                        signature="landmarks")["landmarks"]
         return self._call(call, images)
 
-    def _call(self, method, *args) -> np.ndarray:
-        """A refused or failed RPC becomes one line naming the server and its answer."""
+    def _call(self, method, *args):
+        """A refused or failed call becomes one line naming the server and its answer."""
         import grpc
+
+        from keras_l2mgan.serving.client import RestError
 
         try:
             return method(self.name, *args)
         except grpc.RpcError as error:
             raise _rpc_error(self.address, self.name, error) from None
+        except RestError as error:
+            message = f"server {self.address}, model {self.name!r}: HTTP {error.status}: " \
+                      f"{error.message}"
+            if error.status >= 500 or error.status == 429:
+                raise ServerUnavailableError(message) from None
+            raise ValueError(message) from None
+        except OSError as error:  # REST: refused, reset or timed out
+            raise ServerUnavailableError(
+                f"server {self.address} did not answer ({error.strerror or error}); is `l2m "
+                "serve` or tensorflow_model_server running there with its REST port?") from None
 
 
 # The server could not do the work (exit 1); any other answer refuses the request (exit 2).
@@ -357,6 +376,20 @@ def models_dir() -> Path:
     from keras_l2mgan.shipped import shipped_dir
 
     return shipped_dir("models")
+
+
+def default_like_model(base: Path | None = None) -> Path:
+    """The model for `l2m edit --like` without --model: the only one under `base` (default
+    `models_dir()`), or the one with the most domains, whose style codes carry the most
+    attributes a reference can pass on (of the shipped ones, smiling_male)."""
+    base = models_dir() if base is None else Path(base)
+    names = sorted(p.name for p in base.iterdir()
+                   if p.is_dir() and version_dirs(p)) if base.is_dir() else []
+    if not names:
+        raise FileNotFoundError(f"no --model given and no exported model in {base}; pass "
+                                "--model saved_models/NAME, a run dir or a bundle dir")
+    sizes = [(len(_saved_domain_names(base / name) or []), name) for name in names]
+    return base / max(sizes)[1]
 
 
 def _saved_domain_names(model_dir: Path) -> list[str] | None:

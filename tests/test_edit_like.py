@@ -136,3 +136,23 @@ def test_cli_edit_like(tmp_path):
                          "--detector", "center")
     assert missing.exit_code == 2
     assert "nope.png" in one_error_line(missing)
+
+
+@pytest.mark.tensorflow_only
+def test_cli_edit_like_default_model_and_reference_domain(tmp_path):
+    from PIL import Image
+
+    from keras_l2mgan.metrics import synthetic
+
+    faces = synthetic.render(synthetic.split_params("test", 2), 64)
+    Image.fromarray(faces[0]).save(tmp_path / "face.png")
+    Image.fromarray(faces[1]).save(tmp_path / "ref.png")
+    result = invoke_l2m("edit", tmp_path / "face.png", "--like", tmp_path / "ref.png",
+                        "--like-from", "smiling+male", "--detector", "center", "-o",
+                        tmp_path / "out.png")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "smiling_male" in result.stderr and "(smiling+male)" in result.stdout
+    assert Image.open(tmp_path / "out.png").size == (64, 64)
+    bad = invoke_l2m("edit", tmp_path / "face.png", "--like", tmp_path / "ref.png",
+                     "--like-from", "cat", "--detector", "center", "-o", tmp_path / "bad.png")
+    assert bad.exit_code == 2 and "--like-from" in one_error_line(bad)

@@ -376,3 +376,27 @@ def test_rest_disabled_with_port_zero():
                                      "--rest-api-port", "0")
     stop(process)
     assert not any(line.startswith("REST API") for line in lines)
+
+
+def test_l2m_edit_over_rest_equals_grpc(server, tmp_path):
+    from conftest import invoke_l2m
+    from PIL import Image
+
+    rest_port, grpc_port, _ = server
+    Image.fromarray(faces(1, seed=4)[0]).save(tmp_path / "face.png")
+    Image.fromarray(faces(1, seed=5)[0]).save(tmp_path / "ref.png")
+    outputs = {}
+    for name, address in (("rest", f"http://127.0.0.1:{rest_port}"),
+                          ("grpc", f"127.0.0.1:{grpc_port}")):
+        for args in (["--to", "smiling"], ["--like", tmp_path / "ref.png"]):
+            out = tmp_path / f"{name}_{args[0][2:]}.png"
+            result = invoke_l2m("edit", tmp_path / "face.png", *args, "--server", address,
+                                "--model", "smiling", "--detector", "center", "-o", out)
+            assert result.exit_code == 0, result.output + result.stderr
+            outputs[name, args[0]] = np.asarray(Image.open(out))
+    for kind in ("--to", "--like"):
+        np.testing.assert_array_equal(outputs["rest", kind], outputs["grpc", kind])
+    missing = invoke_l2m("edit", tmp_path / "face.png", "--to", "smiling", "--server",
+                         f"http://127.0.0.1:{rest_port}", "--model", "nope", "--detector",
+                         "center", "-o", tmp_path / "x.png")
+    assert missing.exit_code == 2 and "HTTP 404" in missing.stderr
