@@ -14,16 +14,18 @@ from keras_l2mgan.serving.limits import (
 
 from .common import verbose_option
 
+REST_FREE_PORT = -1  # --rest-api-port left out with --port 0: a free port
+
 
 @click.command()
 @verbose_option
 @click.argument("model_base_dir", type=click.Path(path_type=str))
 @click.option("--port", type=click.IntRange(0, 65535), default=8500, show_default=True,
               help="gRPC port (0 picks a free one; the bound port is printed).")
-@click.option("--rest-api-port", type=click.IntRange(0, 65535), default=8501,
-              show_default=True,
+@click.option("--rest-api-port", type=click.IntRange(0, 65535), default=None,
+              show_default="8501; with --port 0 a free port too",
               help="TF Serving's REST/JSON API and the editing page (http://HOST:PORT/); 0 "
-              "disables it, as in tensorflow_model_server.")
+              "disables it, as in tensorflow_model_server. The bound port is printed.")
 @click.option("--rest-api-timeout-in-ms", type=click.IntRange(min=1), default=30000,
               show_default=True,
               help="How long a REST request may wait for the decoded-pixel budget.")
@@ -58,7 +60,8 @@ from .common import verbose_option
               help="edit_encoded: pixels of the images decoding at once across all requests "
               "(~16 bytes each while they decode); requests wait for room, and one over the "
               "whole budget is refused. Each image may have at most `l2m edit`'s limit.")
-def serve(model_base_dir: str, port: int, rest_api_port: int, rest_api_timeout_in_ms: int,
+def serve(model_base_dir: str, port: int, rest_api_port: int | None,
+          rest_api_timeout_in_ms: int,
           host: str, model_config_file: str | None,
           enable_batching: bool, batching_parameters_file: str | None,
           max_batch_size: int | None, batch_timeout_micros: int | None,
@@ -77,12 +80,17 @@ def serve(model_base_dir: str, port: int, rest_api_port: int, rest_api_timeout_i
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     limits = ServingLimits(max_images_per_request, max_concurrent_requests,
                            max_request_mb * 2**20, max_decoded_pixels)
+    if rest_api_port is None:
+        # A server on free ports (tests, scripts running several) never claims 8501.
+        rest_api_port = 8501 if port != 0 else REST_FREE_PORT
     rest_port = rest_api_port or None  # 0 disables REST, as in tensorflow_model_server
-    if rest_port is not None and rest_port == port:
+    if rest_port == REST_FREE_PORT:
+        rest_port = 0
+    elif rest_port is not None and rest_port == port:
         raise ValueError(f"--port and --rest-api-port are both {port}; pick two ports")
     # Before TensorFlow loads (and logs): a taken port is one line.
     check_port_free(host, port)
-    if rest_port is not None:
+    if rest_port:
         check_port_free(host, rest_port)
     from keras_l2mgan.serving.server import BatchingOptions, serve_forever, start_servers
 

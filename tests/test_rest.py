@@ -378,6 +378,18 @@ def test_rest_disabled_with_port_zero():
     assert not any(line.startswith("REST API") for line in lines)
 
 
+def test_free_grpc_port_means_a_free_rest_port():
+    """--port 0 without --rest-api-port never claims 8501 (servers side by side in tests)."""
+    process, _, lines = start_server("saved_models/smiling", "--port", "0")
+    try:
+        line = next(line for line in lines if line.startswith("REST API on http://127.0.0.1:"))
+        port = int(line.split(":")[2].split("/")[0])
+        status, answer, _ = call(port, "GET", "/v1/models/smiling")
+        assert status == 200 and answer["model_version_status"][0]["state"] == "AVAILABLE"
+    finally:
+        stop(process)
+
+
 def test_l2m_edit_over_rest_equals_grpc(server, tmp_path):
     from conftest import invoke_l2m
     from PIL import Image
