@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 
 import grpc
@@ -196,6 +197,9 @@ class RestClient(_EditMethods):
             kind = (http.client.HTTPSConnection if self._parts.scheme == "https"
                     else http.client.HTTPConnection)
             connection = kind(self._parts.hostname, self._parts.port, timeout=self.timeout_s)
+            connection.connect()
+            # Small requests leave at once (no delayed-ACK stall between headers and body).
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.connection = connection
         return connection
 

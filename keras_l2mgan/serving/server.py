@@ -1,5 +1,7 @@
 """An embedded TF Serving: PredictionService (Predict, GetModelMetadata) and ModelService
-(GetModelStatus) from the tensorflow-serving-api protos, over TF Serving's directory layout.
+(GetModelStatus) from the tensorflow-serving-api protos, over TF Serving's directory layout,
+and its REST API (keras_l2mgan.serving.rest) on the same loaded models: both transports call
+``PredictionServicer.predict`` / ``.metadata`` and ``ModelServicer.status``.
 
 Status codes and messages follow tensorflow_model_server: unknown model or version NOT_FOUND,
 unknown signature FAILED_PRECONDITION, malformed inputs INVALID_ARGUMENT. Like TF Serving's
