@@ -17,7 +17,7 @@ from keras_l2mgan.align import (
 )
 
 # NumPy and OpenCV only (the TF twin of the landmarks runs on TensorFlow whatever the backend).
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.backend_independent
 
 
 def _gaussian_heatmaps(centres: np.ndarray, size: int = 64, sigma: float = 1.5) -> np.ndarray:

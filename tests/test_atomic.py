@@ -8,7 +8,7 @@ import pytest
 
 from keras_l2mgan.atomic import ForeignDirectoryError, atomic_directory, check_replaceable
 
-pytestmark = pytest.mark.tensorflow_only  # plain Python
+pytestmark = pytest.mark.backend_independent  # plain Python
 
 OURS = ("a.txt", "b.txt")
 

@@ -7,7 +7,7 @@ import pytest
 
 from keras_l2mgan import __version__
 
-pytestmark = pytest.mark.tensorflow_only  # each test picks its backends itself
+pytestmark = pytest.mark.backend_independent  # each test picks its backends itself
 
 
 def l2m(*args, env=None):

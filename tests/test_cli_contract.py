@@ -20,7 +20,7 @@ from PIL import Image
 from keras_l2mgan.cli.common import DATA_SOURCES, L2MGroup, verbose_option
 from keras_l2mgan.cli.main import main
 
-pytestmark = pytest.mark.tensorflow_only  # the CLI's contract does not depend on the backend
+pytestmark = pytest.mark.backend_independent  # the CLI's contract does not depend on the backend
 
 
 def _commands(group: click.Group = main, path: str = "l2m"):

@@ -4,7 +4,7 @@ import pytest
 
 from keras_l2mgan.config import PRESETS, L2MConfig, get_preset
 
-pytestmark = pytest.mark.tensorflow_only  # plain Python, no backend involved
+pytestmark = pytest.mark.backend_independent  # plain Python, no backend involved
 
 
 def test_official_widths_follow_image_size():

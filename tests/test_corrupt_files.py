@@ -64,7 +64,7 @@ def test_damaged_bundle_is_one_line(bundle, tmp_path, damage, message):
     assert not (tmp_path / "saved" / "x" / "1").exists()
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_export_subprocess_reports_a_damaged_bundle_as_one_user_error(bundle, tmp_path):
     """The JAX/torch route: the TensorFlow subprocess's one line becomes a ValueError."""
     from keras_l2mgan.export import _export_in_subprocess
@@ -74,7 +74,7 @@ def test_export_subprocess_reports_a_damaged_bundle_as_one_user_error(bundle, tm
         _export_in_subprocess(damaged, tmp_path / "saved" / "x" / "1", "x", "float32")
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("content", ['{"config": {}}', "not json", '{"options": [1]}',
                                      '{"options": {"steps": 1, "bogus_field_only": 1, '
                                      '"seed": "x", "run_dir": 5, "batch_size": {}}}'])
@@ -88,7 +88,7 @@ def test_resume_with_a_damaged_options_file_is_one_line(tmp_path, content):
     assert "training_options.json" in line
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_tampered_classifier_is_one_line(tmp_path):
     from keras_l2mgan.metrics.classifier import AttributeClassifier
 
@@ -161,7 +161,7 @@ def test_checkpoint_with_a_damaged_array_falls_back_to_the_previous_one(compiled
     assert "skipping damaged checkpoint" in caplog.text
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_dataset_files_over_the_edit_pixel_limit_are_skipped(tmp_path):
     from PIL import Image
 
@@ -177,7 +177,7 @@ def test_dataset_files_over_the_edit_pixel_limit_are_skipped(tmp_path):
     assert check_image(small) is False  # readable by TensorFlow itself
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_only_ascii_digit_folders_are_versions(tmp_path):
     from keras_l2mgan.export import version_dirs
 
@@ -187,7 +187,7 @@ def test_only_ascii_digit_folders_are_versions(tmp_path):
     assert sorted(version_dirs(tmp_path)) == [1, 4]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_tools_use_no_fixed_tmp_paths():
     offenders = [f"{path.relative_to(REPO_ROOT)}:{n}"
                  for path in (REPO_ROOT / "tools").rglob("*") if path.is_file()

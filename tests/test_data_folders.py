@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.backend_independent
 
 SIZE = 32
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import run_python
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.backend_independent
 
 SIZE = 32
 NUM = 64

@@ -14,7 +14,7 @@ from keras_l2mgan.data.synthetic_faces import (
     sample_params,
 )
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.backend_independent
 
 
 def test_render_shape_dtype_and_determinism():

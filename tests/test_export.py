@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import run_python
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.needs_tensorflow  # SavedModels written and read in this process
 
 DOMAINS = ("smiling", "not_smiling")
 

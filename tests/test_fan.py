@@ -55,7 +55,7 @@ def keras_fan(reference):
 
 # --- names and the loader -----------------------------------------------------------------------
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_reference_and_keras_names_are_the_official_ones(keras_fan):
     official = {}
     for line in (Path(__file__).parent / "data" / "fan_keys.tsv").read_text().splitlines():
@@ -93,7 +93,7 @@ def test_loader_errors_name_the_key_and_assign_nothing(keras_fan, reference):
     assert len(used) == len(keras_fan.torch_variables())
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_fan_computes_in_float32_under_mixed_precision():
     import keras
 
@@ -176,7 +176,7 @@ def test_fan_heatmaps_and_masks_match_reference(reference, keras_fan):
 
 # --- the model ---------------------------------------------------------------------------------
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_config_fan_field():
     assert L2MConfig().fan is False and L2MConfig.from_dict({"img_size": 64}).fan is False
     config = L2MConfig(fan=True)
@@ -263,7 +263,7 @@ def test_training_uses_frozen_fan_masks(reference):
 
 # --- export ------------------------------------------------------------------------------------
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow
 def test_saved_model_of_a_fan_bundle_computes_the_masks(reference, tmp_path):
     """TF Serving clients send the crop only: edit_float runs FAN and the mask recipe inside
     the graph and equals model.edit (which computes the masks itself)."""

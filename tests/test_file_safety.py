@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import REPO_ROOT, invoke_l2m, one_error_line
 
-pytestmark = pytest.mark.tensorflow_only  # file handling, the same on every backend
+pytestmark = pytest.mark.backend_independent  # file handling, the same on every backend
 
 
 _invoke, _error_line = invoke_l2m, one_error_line

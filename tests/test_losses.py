@@ -63,7 +63,7 @@ def test_loss_weights_validate():
         LossWeights(r1=-1.0)
 
 
-@pytest.mark.tensorflow_only  # takes gradients with tf.GradientTape
+@pytest.mark.needs_tensorflow  # takes gradients with tf.GradientTape
 def test_detached_style_target_changes_gradients_not_the_loss():
     """Detaching s~ removes the target side's gradient path (into E's heads, decomposer and
     transformer) but leaves the loss value as it is."""

@@ -21,7 +21,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pip's copy of the same parser
     from pip._vendor import tomli as tomllib
 
-pytestmark = pytest.mark.tensorflow_only  # packaging does not depend on the backend
+pytestmark = pytest.mark.backend_independent  # packaging does not depend on the backend
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 

@@ -24,7 +24,7 @@ def _counts(img_size, w_hpf, num_domains):
             model.discriminator.count_params())
 
 
-@pytest.mark.tensorflow_only  # shapes are backend-independent; the 32 px row runs everywhere
+@pytest.mark.backend_independent  # shapes are backend-independent; the 32 px row runs everywhere
 @pytest.mark.parametrize("row", [r for r in OFFICIAL_COUNTS if r != (32, 0, 2)])
 def test_official_parameter_counts(row):
     assert _counts(*row) == OFFICIAL_COUNTS[row]

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import REPO_ROOT
 from PIL import Image
 
-pytestmark = pytest.mark.tensorflow_only  # parsing is backend-free; the quick start says TF
+pytestmark = pytest.mark.needs_tensorflow  # the quick start trains here with --backend tensorflow
 
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # Appended to the quick start's train line: seconds instead of minutes.

@@ -91,7 +91,7 @@ def _run(tmp_path, backend, mode, *others):
     return json.loads(line[len("DIFFS"):])
 
 
-@pytest.mark.tensorflow_only  # drives all three backends itself, in subprocesses
+@pytest.mark.backend_independent  # drives all three backends itself, in subprocesses
 def test_same_weights_same_outputs_across_backends(tmp_path):
     """Each backend loads the others' weights and reproduces their outputs (max |diff| <= 1e-4)."""
     _run(tmp_path, "tensorflow", "save")
