@@ -119,7 +119,7 @@ def flops_and_peak(quick: bool) -> dict:
 import json, os
 os.environ["KERAS_BACKEND"] = "tensorflow"
 from keras_l2mgan.config import get_preset
-from keras_l2mgan.metrics.flops import matmul_peak, network_flops
+from benchmarks.flops import matmul_peak, network_flops
 out = {{"flops_per_image": {{p: network_flops(get_preset(p)) for p in {list(FLOP_PRESETS)!r}}}}}
 out["matmul_peak_flops"] = {{d: matmul_peak(d, {1024 if quick else 2048}, {1 if quick else 3})
                              for d in ("float32", "bfloat16")}}

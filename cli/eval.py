@@ -1,4 +1,5 @@
-"""`l2m eval`: measure edit quality (accuracy, PSNR/SSIM, alpha response, FID/KID)."""
+"""`l2m eval`: measure edit quality (accuracy, PSNR/SSIM, alpha response, FID/KID) with the
+metrics of keras_l2mgan.metrics.registry."""
 
 from __future__ import annotations
 
@@ -60,32 +61,49 @@ def default_output(model: str) -> Path:
               help="Images edited and classified at a time.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the synthetic test faces (0 is the dataset's own test split).")
+@click.option("--metrics", "metric_names", default=None, metavar="NAME[,NAME...]",
+              show_default="all, as the full report",
+              help="Only these registered metrics (accuracy, ground_truth, ...; a wrong name "
+              "lists the valid ones): each appends a line to metric-NAME.jsonl in the output "
+              "directory and prints it; eval.json, eval.md and eval_grid.png are left alone.")
 @click.option("-o", "--output", default=None, show_default="eval_results/MODEL_NAME",
               help="Output directory (new, empty, or an earlier eval's).")
 def eval_command(model: str, data: str, classifier_dir: str | None, features: str,
                  inception_weights: str | None, limit: int | None, num_test: int | None,
                  alpha_images: int, split: str, max_real: int | None, data_dir: str | None,
-                 batch_size: int, seed: int, output: str | None) -> None:
+                 batch_size: int, seed: int, metric_names: str | None,
+                 output: str | None) -> None:
     """Evaluate MODEL (run dir, bundle dir, saved_models/NAME or a version dir).
 
     Writes eval.json, eval.md and eval_grid.png to the output directory and prints the
     Markdown report on stdout (progress goes to stderr: `l2m eval MODEL > report.md`).
+    Every evaluation also appends one line per metric to metric-NAME.jsonl there.
     """
+    import json
+    import time
+
     from keras_l2mgan.atomic import check_replaceable
     from keras_l2mgan.editors import open_editor
-    from keras_l2mgan.metrics import report
+    from keras_l2mgan.metrics import registry, report
     from keras_l2mgan.metrics.classifier import AttributeClassifier
-    from keras_l2mgan.metrics.evaluate import evaluate_dataset, evaluate_synthetic
+    from keras_l2mgan.metrics.evaluate import (
+        STARGAN_V2,
+        SYNTHETIC,
+        evaluate_dataset,
+        evaluate_synthetic,
+    )
     from keras_l2mgan.metrics.features import feature_extractor
 
+    synthetic = data.strip().lower() == "synthetic"
+    # Checked before the model is opened: a typo costs nothing.
+    metrics = registry.parse_metrics(metric_names, SYNTHETIC if synthetic else STARGAN_V2)
     if not Path(model).exists():
         raise FileNotFoundError(f"model {model} does not exist; pass a run dir, a bundle dir, "
                                 "saved_models/NAME or a SavedModel version dir")
     out = Path(output) if output else default_output(model)
     # Before minutes of evaluation: -o must be new, empty or an earlier eval's results dir.
-    check_replaceable(out, "eval results directory", EVAL_FILES)
+    check_replaceable(out, "eval results directory", EVAL_FILES + registry.metric_files())
     editor = open_editor(model)
-    synthetic = data.strip().lower() == "synthetic"
     if classifier_dir is None:
         candidate = default_classifier(editor.img_size)
         if candidate.is_dir():
@@ -102,22 +120,31 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
     extractor = feature_extractor(features, inception_weights, classifier)
     log(f"model: {editor.description}; classifier: {classifier_dir or 'none'}; FID/KID "
         f"features: {extractor.name}")
+    full_report = metric_names is None
+    start = time.perf_counter()
     if synthetic:
-        results, (rows, columns) = evaluate_synthetic(
+        results, (rows, columns), by_metric = evaluate_synthetic(
             editor, classifier, extractor, num_test, limit, alpha_images,
-            batch_size=batch_size, seed=seed, log=log)
-        results.update(model=model, classifier=classifier_dir)
-        markdown = report.synthetic_markdown(results)
+            batch_size=batch_size, seed=seed, metrics=metrics, log=log)
     else:
-        results, (rows, columns) = evaluate_dataset(
-            editor, data, extractor, split, limit, max_real, batch_size, data_dir, log=log)
-        results.update(model=model, classifier=classifier_dir)
-        markdown = report.dataset_markdown(results)
+        results, (rows, columns), by_metric = evaluate_dataset(
+            editor, data, extractor, split, limit, max_real, batch_size, data_dir,
+            metrics=metrics, log=log)
+    results.update(model=model, classifier=classifier_dir)
+    records = registry.report_metrics(out, results, by_metric, time.perf_counter() - start)
+    jsonl = ", ".join(str(out / registry.metric_file(name)) for name in by_metric)
+    if not full_report:
+        for record in records:  # stdout: one JSON line per metric, as appended
+            click.echo(json.dumps(report.clean_json(record), ensure_ascii=False))
+        log(f"appended to {jsonl}")
+        return
+    markdown = (report.synthetic_markdown if synthetic else report.dataset_markdown)(results)
     report.write_atomic(out / "eval.json", report.to_json(results))
     report.write_atomic(out / "eval.md", markdown)
     report.write_atomic(out / "eval_grid.png", report.image_grid(rows, columns))
     click.echo(markdown)
-    log(f"wrote {out / 'eval.json'}, {out / 'eval.md'} and {out / 'eval_grid.png'}")
+    log(f"wrote {out / 'eval.json'}, {out / 'eval.md'} and {out / 'eval_grid.png'}; "
+        f"appended to {jsonl}")
 
 
 def log(message: str) -> None:

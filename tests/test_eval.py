@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO_ROOT, run_python
+from conftest import REPO_ROOT, invoke_l2m, one_error_line, run_python
 from PIL import Image
 
 ATTRS = ["Smiling", "Male"]
@@ -24,7 +24,7 @@ def classifier_dir(tmp_path_factory):
     return directory
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_classifier_learns_the_attributes_and_reloads(classifier_dir):
     from keras_l2mgan.metrics import synthetic
     from keras_l2mgan.metrics.classifier import AttributeClassifier
@@ -60,10 +60,12 @@ print("ok")
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
+@pytest.mark.slow  # two evaluations of 12 faces, each with an alpha sweep or FID
 def test_eval_end_to_end_writes_json_markdown_and_grid(classifier_dir, tmp_path):
     from cli.main import main
     from keras_l2mgan.bundle import save_bundle
+    from keras_l2mgan.metrics.registry import list_valid_metrics
     from keras_l2mgan.model import L2MGAN
 
     bundle = tmp_path / "bundle"
@@ -90,9 +92,55 @@ def test_eval_end_to_end_writes_json_markdown_and_grid(classifier_dir, tmp_path)
     grid = Image.open(out / "eval_grid.png")
     assert grid.size[0] > 8 * 32 and grid.size[1] >= 4 * 32  # 2 tasks x 2 rows, 8 columns
     assert np.asarray(grid).std() > 0
+    # Beside the report, one JSONL line per registered metric, holding the same values.
+    lines = _jsonl(out, "accuracy")
+    assert len(lines) == 1 and lines[0]["model"] == str(bundle)
+    assert lines[0]["results"]["mean"]["accuracy"] == results["mean"]["accuracy"]
+    assert lines[0]["results"]["tasks"][0] == {"task": task["task"], **{
+        k: task[k] for k in ("accuracy", "flipped_accuracy", "kept_accuracy")}}
+    assert sorted(p.name for p in out.glob("metric-*.jsonl")) == sorted(
+        f"metric-{name}.jsonl" for name in list_valid_metrics("synthetic"))
+
+    # --metrics: only those, appended (an earlier eval's directory is reused); the report stays.
+    report_before = (out / "eval.json").read_bytes()
+    result = CliRunner().invoke(main, [
+        "eval", str(bundle), "--classifier", str(classifier_dir), "--num-test", "12",
+        "--batch-size", "8", "--metrics", "fid_kid,ground_truth", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["metric"] for r in printed] == ["fid_kid", "ground_truth"]
+    assert len(_jsonl(out, "fid_kid")) == 2 and len(_jsonl(out, "accuracy")) == 1
+    assert _jsonl(out, "ground_truth")[-1] == printed[1]
+    # Same faces, same model: the same values as the full report's.
+    assert printed[1]["results"] == _jsonl(out, "ground_truth")[0]["results"]
+    assert (out / "eval.json").read_bytes() == report_before
 
 
-@pytest.mark.tensorflow_only
+def _jsonl(out, name: str) -> list[dict]:
+    return [json.loads(line) for line in (out / f"metric-{name}.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.backend_independent  # fails before any model is opened
+def test_eval_metrics_are_checked_against_the_registry(tmp_path):
+    from keras_l2mgan.metrics.registry import list_valid_metrics
+
+    (tmp_path / "model").mkdir()
+    valid = ", ".join(list_valid_metrics())
+    for metrics, expected in [
+            ("accuracy,psnr", f"Error: --metrics: unknown metric 'psnr'; valid metrics: {valid}"),
+            (",", f"Error: --metrics: no metric given; valid metrics: {valid}")]:
+        result = invoke_l2m("eval", tmp_path / "model", "--metrics", metrics,
+                            "-o", tmp_path / "out")
+        assert result.exit_code == 2 and one_error_line(result) == expected
+    result = invoke_l2m("eval", tmp_path / "model", "--data", "celeba",
+                        "--metrics", "accuracy", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert one_error_line(result) == ("Error: --metrics accuracy is not measured by the "
+                                      "stargan_v2 protocol; it measures fid_kid")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.backend_independent
 def test_eval_without_classifier_is_a_one_line_error(tmp_path, monkeypatch):
     from cli.main import main
     from keras_l2mgan.bundle import save_bundle
@@ -105,7 +153,7 @@ def test_eval_without_classifier_is_a_one_line_error(tmp_path, monkeypatch):
     assert "l2m classifier train --img-size 32" in result.output
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_eval_refuses_a_classifier_of_another_image_size(classifier_dir, tmp_path):
     from cli.main import main
     from keras_l2mgan.bundle import save_bundle
@@ -151,18 +199,22 @@ class _OracleEditor:
         return np.stack(out)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
+@pytest.mark.slow  # 12 tasks of 64 px faces through the shipped classifier
 def test_synthetic_protocol_scores_a_perfect_editor_as_perfect():
     from keras_l2mgan.metrics.classifier import AttributeClassifier
     from keras_l2mgan.metrics.evaluate import evaluate_synthetic
     from keras_l2mgan.metrics.features import ClassifierFeatures
     from keras_l2mgan.metrics.image import MAX_PSNR
+    from keras_l2mgan.metrics.registry import list_valid_metrics
 
     classifier = AttributeClassifier.load(REPO_ROOT / "classifiers" / "synthetic_faces_64px")
-    results, (rows, columns) = evaluate_synthetic(
+    results, (rows, columns), by_metric = evaluate_synthetic(
         _OracleEditor(32), classifier, ClassifierFeatures(classifier), num_test=32,
         alpha_images=4, log=lambda *_: None)
     assert len(results["tasks"]) == 12 and len(rows) == 24 and len(columns) == 8
+    assert list(by_metric) == list_valid_metrics("synthetic")
+    assert by_metric["ground_truth"]["mean"]["psnr_gt"] == results["mean"]["psnr_gt"]
     for task in results["tasks"]:
         assert task["accuracy"] == 1.0 and task["psnr_gt"] == MAX_PSNR
         assert task["ssim_gt"] == pytest.approx(1.0)
@@ -172,7 +224,7 @@ def test_synthetic_protocol_scores_a_perfect_editor_as_perfect():
         assert task["alpha_response"]["monotonic"] and curve[0] < 0.5 < curve[-1]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent
 def test_eval_on_a_domain_folder_follows_the_stargan_v2_protocol(classifier_dir, tmp_path):
     from cli.main import main
     from keras_l2mgan.bundle import save_bundle
@@ -201,3 +253,6 @@ def test_eval_on_a_domain_folder_follows_the_stargan_v2_protocol(classifier_dir,
         assert task["n_real"] == (train == task["target"]).sum()
     assert results["mean"]["fid"] > 0
     assert "StarGAN v2 protocol" in (out / "eval.md").read_text()
+    fid_kid = _jsonl(out, "fid_kid")
+    assert len(fid_kid) == 1 and fid_kid[0]["results"]["mean"] == results["mean"]
+    assert fid_kid[0]["settings"]["protocol"] == "stargan_v2"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from keras_l2mgan.metrics import distribution, image, synthetic
 
-pytestmark = pytest.mark.tensorflow_only  # numpy/scipy only: one backend is enough
+pytestmark = pytest.mark.backend_independent  # numpy/scipy only: one backend is enough
 
 
 def _faces(n: int = 2, size: int = 32) -> np.ndarray:
@@ -97,20 +99,6 @@ def test_synthetic_split_is_the_tfds_split(tmp_path):
                                   synthetic.render(ours, 32))
 
 
-def test_flop_count_matches_hand_count_for_conv_and_dense():
-    import keras
-    import tensorflow as tf
-
-    from keras_l2mgan.metrics.flops import graph_flops
-
-    conv = keras.layers.Conv2D(8, 3, padding="same")
-    dense = keras.layers.Dense(5)
-    spec = tf.TensorSpec([2, 16, 16, 4], tf.float32)
-    # 2 x MACs: conv 2*16*16 outputs x 8 channels x 3*3*4 taps; dense the same positions x 8 x 5.
-    expected = 2 * (2 * 16 * 16 * 8 * 36) + 2 * (2 * 16 * 16 * 5 * 8)
-    assert graph_flops(lambda x: dense(conv(x)), spec) == expected
-
-
 def test_inception_features_come_from_a_local_weights_file_only(tmp_path, monkeypatch):
     import keras
 
@@ -134,3 +122,37 @@ def test_inception_features_come_from_a_local_weights_file_only(tmp_path, monkey
     assert extractor(_faces(2, 64)).shape == (2, 2048)
     fallback = features.feature_extractor("classifier", classifier=object())
     assert fallback.label == "FID (classifier features)"
+
+
+def test_metric_registry_names_parse_and_append(tmp_path):
+    from keras_l2mgan.metrics import registry
+
+    assert registry.list_valid_metrics() == ["accuracy", "ground_truth", "outside_mask",
+                                             "fid_kid", "alpha_response"]
+    assert registry.list_valid_metrics("stargan_v2") == ["fid_kid"]
+    assert registry.parse_metrics(None, "synthetic") == registry.list_valid_metrics("synthetic")
+    assert registry.parse_metrics(" fid_kid, accuracy,fid_kid", "synthetic") == [
+        "fid_kid", "accuracy"]
+    with pytest.raises(ValueError, match=r"unknown metric 'fid'; valid metrics: accuracy, "):
+        registry.parse_metrics("fid", "synthetic")
+    with pytest.raises(ValueError, match="not measured by the stargan_v2 protocol"):
+        registry.parse_metrics("alpha_response", "stargan_v2")
+    with pytest.raises(ValueError, match="registered twice"):
+        def accuracy(context, data):
+            return {}
+
+        registry.register_metric(["synthetic"])(accuracy)
+    # Means over the finite values the protocol returned; NaN (JSON null) when none.
+    metric = registry.get_metric("fid_kid")
+    rows = [{"fid": 2.0, "kid": float("nan")}, {"fid": 4.0, "kid": float("nan")}]
+    summary = metric.summarise(rows)
+    assert summary["fid"] == 3.0 and np.isnan(summary["kid"]) and "identity_fid" not in summary
+    results = {"protocol": "synthetic", "model": "m", "tasks": [], "mean": {}}
+    for fid in (1.5, float("inf")):
+        registry.report_metrics(tmp_path, results, {"fid_kid": {"mean": {"fid": fid}}}, 2.0)
+    lines = (tmp_path / "metric-fid_kid.jsonl").read_text().splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert first["metric"] == "fid_kid" and first["model"] == "m"
+    assert first["results"] == {"mean": {"fid": 1.5}} and second["results"]["mean"]["fid"] is None
+    assert first["settings"] == {"protocol": "synthetic", "model": "m"}
+    assert first["timestamp"] <= second["timestamp"] and first["time"].endswith("+00:00")

@@ -2,7 +2,8 @@
 
 Submodules: image (PSNR, SSIM), distribution (FID, KID), classifier (the attribute CNN),
 features (InceptionV3 or classifier features), synthetic (test split and ground-truth edits),
-evaluate (the evaluation protocols), report (JSON, Markdown, image grid).
+registry (the named metrics and their JSONL history), evaluate (the protocols and the
+registered metrics), report (JSON, Markdown, image grid). FLOP counting is in benchmarks/.
 """
 
 from keras_l2mgan.metrics.distribution import fid, frechet_distance, kid

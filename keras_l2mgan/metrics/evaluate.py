@@ -9,6 +9,9 @@ Folder / CelebA datasets (`evaluate_dataset`): the StarGAN v2 protocol; held-out
 source domain edited to every other domain, FID/KID against real training images of the
 target domain, per task and averaged.
 
+Each protocol runs the registered metrics (keras_l2mgan.metrics.registry) task by task: the
+full report runs all of a protocol's metrics, `l2m eval --metrics` a chosen few.
+
 An editor is anything with ``img_size``, ``domain_names`` and ``edit(uint8 images, source,
 target, alpha) -> uint8`` (keras_l2mgan.editors: a bundle, a run dir or a SavedModel).
 """
@@ -16,12 +19,17 @@ target, alpha) -> uint8`` (keras_l2mgan.editors: a bundle, a run dir or a SavedM
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from keras_l2mgan.metrics import distribution, image, synthetic
+from keras_l2mgan.metrics import distribution, image, registry, synthetic
 
+SYNTHETIC, STARGAN_V2 = "synthetic", "stargan_v2"  # the protocols
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+GRID_EXAMPLES = 2  # faces per task in eval_grid.png
 MONOTONIC_TOLERANCE = 1e-3  # probabilities saturate near 0/1; ignore dips smaller than this
 
 
@@ -82,16 +90,163 @@ def _fid_kid(features_edit: np.ndarray, features_real: np.ndarray) -> tuple[floa
     return distribution.fid(features_edit, features_real), kid
 
 
-def _mean(rows: list[dict], key: str) -> float:
-    values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
-    return float(np.mean(values)) if values else float("nan")
+class Evaluation(NamedTuple):
+    results: dict  # what eval.json holds
+    grid: tuple[list, list[str]]  # (rows of (task name, images), column titles)
+    by_metric: dict[str, dict]  # metric name -> {"tasks": [...], "mean": {...}} (the JSONL)
+
+
+def _run_metrics(names: Sequence[str] | None, protocol: str, context, task_data: list):
+    """Each metric on each task, in registry order. Returns (task rows with the base fields
+    followed by every metric's values, {metric: {"tasks", "mean"}})."""
+    metrics = registry.select(names if names is not None
+                              else registry.list_valid_metrics(protocol))
+    rows = []
+    per_metric: dict[str, list[dict]] = {m.name: [] for m in metrics}
+    for data in task_data:
+        if data.start_message:
+            context.log(data.start_message)
+        row = dict(data.base_row)
+        for metric in metrics:
+            values = metric.fn(context, data)
+            row.update(values)
+            per_metric[metric.name].append({"task": data.task.name, **values})
+        rows.append(row)
+    by_metric = {m.name: {"tasks": per_metric[m.name], "mean": m.summarise(per_metric[m.name])}
+                 for m in metrics}
+    return rows, by_metric
+
+
+class _SyntheticTask:
+    """One task's faces on the synthetic test split; what several metrics share (the edits,
+    the ground truth) is computed on first use."""
+
+    def __init__(self, context: _SyntheticContext, task: Task):
+        self.context, self.task = context, task
+        self.index = np.flatnonzero(context.labels == task.source)[:context.limit]
+        self.inputs, self.params = context.images[self.index], context.params[self.index]
+        self.target_values = context.domain_values[task.target]
+        self.flipped = [context.attrs.index(a) for a in task.flips]
+        self.kept = [i for i in range(len(context.attrs)) if i not in self.flipped]
+        self.strips: list[np.ndarray] = []  # alpha sweep examples for the grid
+        self.start_message = f"{task.name}: editing {len(self.index)} faces"
+        self.base_row = {"task": task.name, "source": int(task.source),
+                         "target": int(task.target), "flipped_attributes": list(task.flips),
+                         "n": int(len(self.index))}
+
+    @functools.cached_property
+    def truth_and_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        return synthetic.ground_truth(self.params, list(self.task.flips),
+                                      self.context.editor.img_size)
+
+    @functools.cached_property
+    def edits(self) -> np.ndarray:
+        return edit_all(self.context.editor, self.inputs, self.task.source, self.task.target,
+                        1.0, self.context.batch_size)
+
+    @functools.cached_property
+    def edit_features(self) -> np.ndarray:
+        return self.context.features(self.edits)
+
+    @property
+    def source_features(self) -> np.ndarray:
+        return self.context.real_features[self.index]
+
+
+class _SyntheticContext:
+    protocol = SYNTHETIC
+
+    def __init__(self, editor, classifier, features, attrs, domain_values, columns, params,
+                 images, labels, limit, alpha_images, alphas, batch_size, log):
+        self.editor, self.classifier, self.features = editor, classifier, features
+        self.attrs, self.domain_values, self.columns = attrs, domain_values, columns
+        self.params, self.images, self.labels = params, images, labels
+        self.limit, self.alpha_images, self.alphas = limit, alpha_images, alphas
+        self.batch_size, self.log = batch_size, log
+
+    @functools.cached_property
+    def real_features(self) -> np.ndarray:
+        return self.features(self.images)
+
+    def real_features_of(self, domain: int) -> np.ndarray:
+        return self.real_features[self.labels == domain]
+
+
+@registry.register_metric(protocols=[SYNTHETIC], mean=["accuracy"])
+def accuracy(context: _SyntheticContext, data: _SyntheticTask) -> dict:
+    """Edits the classifier reads as the target domain: all attributes, flipped, kept."""
+    predicted = context.classifier.probabilities(data.edits)[:, context.columns] >= 0.5
+    correct = predicted == (data.target_values > 0)
+    return {"accuracy": float(correct.all(axis=1).mean()),
+            "flipped_accuracy": float(correct[:, data.flipped].mean()),
+            "kept_accuracy": float(correct[:, data.kept].mean()) if data.kept else None}
+
+
+@registry.register_metric(protocols=[SYNTHETIC],
+                          mean=["psnr_gt", "ssim_gt", "identity_psnr_gt", "identity_ssim_gt"])
+def ground_truth(context: _SyntheticContext, data: _SyntheticTask) -> dict:
+    """PSNR / SSIM of the edit, and of the unedited input, against the re-rendered face."""
+    truth, _ = data.truth_and_masks
+    return {"psnr_gt": float(image.psnr(data.edits, truth).mean()),
+            "ssim_gt": float(image.ssim(data.edits, truth).mean()),
+            "identity_psnr_gt": float(image.psnr(data.inputs, truth).mean()),
+            "identity_ssim_gt": float(image.ssim(data.inputs, truth).mean())}
+
+
+@registry.register_metric(protocols=[SYNTHETIC],
+                          mean=["psnr_outside", "ssim_outside"])
+def outside_mask(context: _SyntheticContext, data: _SyntheticTask) -> dict:
+    """PSNR / SSIM of the edit against its input where the attribute changes nothing."""
+    _, masks = data.truth_and_masks
+    return {"psnr_outside": float(image.psnr(data.edits, data.inputs, ~masks).mean()),
+            "ssim_outside": float(image.ssim(data.edits, data.inputs, ~masks).mean()),
+            "mask_fraction": float(masks.mean())}
+
+
+@registry.register_metric(protocols=[SYNTHETIC, STARGAN_V2],
+                          mean=["fid", "kid", "identity_fid"])
+def fid_kid(context, data) -> dict:
+    """FID / KID of the edits against real images of the target domain; on synthetic faces
+    also the unedited source faces' FID (the baseline)."""
+    real = context.real_features_of(data.task.target)
+    fid, kid = _fid_kid(data.edit_features, real)
+    values = {"fid": fid, "kid": kid}
+    if data.source_features is not None:
+        values["identity_fid"] = _fid_kid(data.source_features, real)[0]
+    values["n_real"] = int(len(real))
+    return values
+
+
+def _monotonic_tasks(rows: list[dict]) -> dict:
+    monotonic = sum(r["alpha_response"]["monotonic"] for r in rows)
+    return {"alpha_monotonic_tasks": f"{monotonic}/{len(rows)}"}
+
+
+@registry.register_metric(protocols=[SYNTHETIC], summary=_monotonic_tasks)
+def alpha_response(context: _SyntheticContext, data: _SyntheticTask) -> dict:
+    """Mean classifier probability of the target attribute values along the alpha sweep."""
+    sweep = data.inputs[:context.alpha_images]
+    columns = [context.columns[i] for i in data.flipped]
+    target = data.target_values[data.flipped]
+    curve = []
+    for alpha in context.alphas:
+        edited = edit_all(context.editor, sweep, data.task.source, data.task.target, alpha,
+                          context.batch_size)
+        data.strips.append(edited[:GRID_EXAMPLES])
+        p = context.classifier.probabilities(edited)[:, columns]
+        curve.append(float(np.where(target > 0, p, 1 - p).mean()))
+    return {"alpha_response": {
+        "alphas": list(context.alphas), "probability": curve, "n": int(len(sweep)),
+        "monotonic": bool(np.all(np.diff(curve) >= -MONOTONIC_TOLERANCE)),
+    }}
 
 
 def evaluate_synthetic(editor, classifier, features, num_test: int | None = None,
                        limit: int | None = None, alpha_images: int = 32,
                        alphas: tuple[float, ...] = ALPHAS, batch_size: int = 16, seed: int = 0,
-                       grid_examples: int = 2, log=print):
-    """Score every task on the synthetic test split. Returns (results dict, grid rows)."""
+                       metrics: Sequence[str] | None = None, log=print) -> Evaluation:
+    """Score every task on the synthetic test split with `metrics` (None: all of the
+    protocol's, the full report)."""
     attrs, domain_values = synthetic_domains(editor.domain_names)
     missing = [a for a in attrs if a not in classifier.attrs]
     if missing:
@@ -107,70 +262,33 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
     images = synthetic.render(params, size)
     real_correct = (classifier.probabilities(images)[:, columns] >= 0.5) == (values > 0)
     real_accuracy = dict(zip(attrs, real_correct.mean(axis=0).tolist(), strict=True))
-    real_features = features(images)
 
-    task_rows, grid_rows = [], []
-    for task in all_tasks(editor.domain_names, attrs, domain_values):
-        index = np.flatnonzero(labels == task.source)[:limit]
-        inputs, task_params = images[index], params[index]
-        log(f"{task.name}: editing {len(index)} faces")
-        truth, masks = synthetic.ground_truth(task_params, list(task.flips), size)
-        edits = edit_all(editor, inputs, task.source, task.target, 1.0, batch_size)
-        target = domain_values[task.target]
-        predicted = classifier.probabilities(edits)[:, columns] >= 0.5
-        correct = predicted == (target > 0)
-        flipped = [attrs.index(a) for a in task.flips]
-        kept = [i for i in range(len(attrs)) if i not in flipped]
-        target_features = real_features[labels == task.target]
-        fid, kid = _fid_kid(features(edits), target_features)
-        identity_fid, _ = _fid_kid(real_features[index], target_features)
-        row = {
-            "task": task.name, "source": int(task.source), "target": int(task.target),
-            "flipped_attributes": list(task.flips), "n": int(len(index)),
-            "accuracy": float(correct.all(axis=1).mean()),
-            "flipped_accuracy": float(correct[:, flipped].mean()),
-            "kept_accuracy": float(correct[:, kept].mean()) if kept else None,
-            "psnr_gt": float(image.psnr(edits, truth).mean()),
-            "ssim_gt": float(image.ssim(edits, truth).mean()),
-            "identity_psnr_gt": float(image.psnr(inputs, truth).mean()),
-            "identity_ssim_gt": float(image.ssim(inputs, truth).mean()),
-            "psnr_outside": float(image.psnr(edits, inputs, ~masks).mean()),
-            "ssim_outside": float(image.ssim(edits, inputs, ~masks).mean()),
-            "mask_fraction": float(masks.mean()),
-            "fid": fid, "kid": kid, "identity_fid": identity_fid,
-            "n_real": int((labels == task.target).sum()),
-        }
-        sweep = inputs[:alpha_images]
-        curve, strips = [], []
-        for alpha in alphas:
-            edited = edit_all(editor, sweep, task.source, task.target, alpha, batch_size)
-            strips.append(edited[:grid_examples])
-            p = classifier.probabilities(edited)[:, [columns[i] for i in flipped]]
-            curve.append(float(np.where(target[flipped] > 0, p, 1 - p).mean()))
-        row["alpha_response"] = {
-            "alphas": list(alphas), "probability": curve, "n": int(len(sweep)),
-            "monotonic": bool(np.all(np.diff(curve) >= -MONOTONIC_TOLERANCE)),
-        }
-        task_rows.append(row)
-        for k in range(min(grid_examples, len(index), len(sweep))):  # rows with a sweep
-            grid_rows.append((task.name, [inputs[k], truth[k], *[s[k] for s in strips]]))
+    context = _SyntheticContext(editor, classifier, features, attrs, domain_values, columns,
+                                params, images, labels, limit, alpha_images, alphas,
+                                batch_size, log)
+    tasks = [_SyntheticTask(context, t) for t in all_tasks(editor.domain_names, attrs,
+                                                          domain_values)]
+    task_rows, by_metric = _run_metrics(metrics, SYNTHETIC, context, tasks)
+    grid_rows = []
+    for data in tasks:
+        truth, _ = data.truth_and_masks
+        examples = min(GRID_EXAMPLES, len(data.index), alpha_images)  # rows with a sweep
+        grid_rows += [(data.task.name, [data.inputs[k], truth[k], *[s[k] for s in data.strips]])
+                      for k in range(examples)]
 
-    keys = ["accuracy", "psnr_gt", "ssim_gt", "identity_psnr_gt", "identity_ssim_gt",
-            "psnr_outside", "ssim_outside", "fid", "kid", "identity_fid"]
-    mean = {k: _mean(task_rows, k) for k in keys}
-    monotonic = sum(r["alpha_response"]["monotonic"] for r in task_rows)
-    mean["alpha_monotonic_tasks"] = f"{monotonic}/{len(task_rows)}"
+    mean = {k: v for m in by_metric.values() for k, v in m["mean"].items()}
     mean["n"] = int(sum(r["n"] for r in task_rows))
     results = {
-        "protocol": "synthetic", "img_size": size, "domain_names": list(editor.domain_names),
+        "protocol": SYNTHETIC, "img_size": size, "domain_names": list(editor.domain_names),
         "attributes": attrs, "num_test": int(len(params)), "seed": seed,
         "classifier_accuracy_on_real": float(min(real_accuracy.values())),
         "classifier_accuracy_per_attribute": real_accuracy,
         "features": features.name, "fid_label": features.label,
         "tasks": task_rows, "mean": mean,
     }
-    columns_titles = ["input", "truth", *[f"a={a:g}" for a in alphas]]
-    return results, (grid_rows, columns_titles)
+    swept = alphas if "alpha_response" in by_metric else ()
+    columns_titles = ["input", "truth", *[f"a={a:g}" for a in swept]]
+    return Evaluation(results, (grid_rows, columns_titles), by_metric)
 
 
 def _stream_batches(dataset, num_domains: int, cap: int | None, batch_size: int):
@@ -197,8 +315,9 @@ def _stream_batches(dataset, num_domains: int, cap: int | None, batch_size: int)
 
 def evaluate_dataset(editor, data: str, features, split: str = "val", limit: int | None = None,
                      max_real: int | None = None, batch_size: int = 16,
-                     data_dir: str | None = None, log=print):
-    """StarGAN v2 protocol on a folder / CelebA / CelebA-HQ dataset. Returns (results, grid).
+                     data_dir: str | None = None, metrics: Sequence[str] | None = None,
+                     log=print) -> Evaluation:
+    """StarGAN v2 protocol on a folder / CelebA / CelebA-HQ dataset (its one metric: fid_kid).
 
     Images stream through in batches; only features are kept, so the whole training split of
     a large dataset can serve as the real set.
@@ -229,30 +348,46 @@ def evaluate_dataset(editor, data: str, features, split: str = "val", limit: int
                 continue
             edits = edit_all(editor, batch, source, task.target, 1.0, batch_size)
             if not edited[(source, task.target)]:
-                grid_rows += [(task.name, [batch[k], edits[k]]) for k in range(min(2, len(batch)))]
+                grid_rows += [(task.name, [batch[k], edits[k]])
+                              for k in range(min(GRID_EXAMPLES, len(batch)))]
             edited[(source, task.target)].append(features(edits))
     real: list[list[np.ndarray]] = [[] for _ in names]
     for label, batch in _stream_batches(open_split("train"), len(names), max_real, batch_size):
         real[label].append(features(batch))
-    real_features = [np.concatenate(r) if r else np.zeros((0, 1)) for r in real]
-
-    rows = []
-    for task in tasks:
-        parts = edited[(task.source, task.target)]
-        if not parts:
-            continue
-        fake = np.concatenate(parts)
-        fid, kid = _fid_kid(fake, real_features[task.target])
-        rows.append({"task": task.name, "source": task.source, "target": task.target,
-                     "n": int(len(fake)), "n_real": int(len(real_features[task.target])),
-                     "fid": fid, "kid": kid})
-    if not rows:
+    context = _DatasetContext([np.concatenate(r) if r else np.zeros((0, 1)) for r in real], log)
+    task_data = [_DatasetTask(task, np.concatenate(edited[(task.source, task.target)]),
+                              context.real_features[task.target])
+                 for task in tasks if edited[(task.source, task.target)]]
+    if not task_data:
         raise ValueError(f"no {split!r} images found in {data}; pass --split with a held-out "
                          "split the dataset has")
+    rows, by_metric = _run_metrics(metrics, STARGAN_V2, context, task_data)
     results = {
-        "protocol": "stargan_v2", "data": data, "split": split, "img_size": editor.img_size,
+        "protocol": STARGAN_V2, "data": data, "split": split, "img_size": editor.img_size,
         "domain_names": names, "features": features.name, "fid_label": features.label,
-        "tasks": rows, "mean": {"fid": _mean(rows, "fid"), "kid": _mean(rows, "kid")},
+        "tasks": rows, "mean": {k: v for m in by_metric.values() for k, v in m["mean"].items()},
     }
     grid_rows.sort(key=lambda row: row[0])
-    return results, (grid_rows, ["input", "edit"])
+    return Evaluation(results, (grid_rows, ["input", "edit"]), by_metric)
+
+
+class _DatasetContext:
+    protocol = STARGAN_V2
+
+    def __init__(self, real_features: list[np.ndarray], log):
+        self.real_features, self.log = real_features, log
+
+    def real_features_of(self, domain: int) -> np.ndarray:
+        return self.real_features[domain]
+
+
+class _DatasetTask:
+    """One task's features of the edited held-out images (all that streaming keeps)."""
+
+    source_features = None  # no unedited baseline: real images of two domains differ anyway
+
+    def __init__(self, task: Task, edit_features: np.ndarray, real_features: np.ndarray):
+        self.task, self.edit_features = task, edit_features
+        self.start_message = None  # the edits were made (and logged) while streaming
+        self.base_row = {"task": task.name, "source": task.source, "target": task.target,
+                         "n": int(len(edit_features)), "n_real": int(len(real_features))}

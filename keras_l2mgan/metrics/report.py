@@ -24,14 +24,14 @@ def write_atomic(path: str | Path, data: str | bytes | Image.Image) -> Path:
     return write_file_atomic(path, data)  # a unique temp name: two writers never collide
 
 
-def _clean(value):
+def clean_json(value: object) -> object:
     """JSON-safe: numpy scalars to Python, non-finite floats to None."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
+        return clean_json(value.tolist())
     if isinstance(value, (np.floating, float)):
         return float(value) if math.isfinite(float(value)) else None
     if isinstance(value, np.integer):
@@ -42,7 +42,7 @@ def _clean(value):
 
 
 def to_json(results: dict) -> str:
-    return json.dumps(_clean(results), indent=2) + "\n"
+    return json.dumps(clean_json(results), indent=2) + "\n"
 
 
 def _fmt(value, digits: int = 2, percent: bool = False) -> str:
