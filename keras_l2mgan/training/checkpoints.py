@@ -6,7 +6,9 @@ JSON header (step, config with domain names, variable paths). It is written to a
 fsynced and renamed, so a run killed at any moment (SIGKILL included) leaves either the old
 set of checkpoints or the old set plus the new one, never a half-written file under a final
 name. A state holding NaN or inf is refused (NonFiniteStateError) and never replaces a good
-checkpoint. Backend-neutral: arrays in Keras' variable order, so any backend can read it.
+checkpoint. Backend-neutral: any backend can read it. On restore each array goes to the
+variable whose path it was saved with (a model whose variables differ is refused, naming the
+first differing path); checkpoints written before the header listed paths load by position.
 """
 
 from __future__ import annotations
@@ -158,22 +160,79 @@ def load_checkpoint(path: str | Path, model) -> dict[str, Any]:
 
 
 def _assign(path: Path, model) -> dict[str, Any]:
+    """Check every array against the model, then assign them all (none if one is wrong)."""
     with np.load(path) as data:
         header = json.loads(bytes(data["header"]).decode())
+        pairs = []
         for prefix, variables in (("model", model.variables),
                                   ("optimizer", model.optimizer.variables)):
             keys = sorted(k for k in data.files if k.startswith(prefix + "/"))
-            if len(keys) != len(variables):
-                raise ValueError(
-                    f"checkpoint {path} holds {len(keys)} {prefix} variables but this model has "
-                    f"{len(variables)}: it was written for a different config or precision"
-                )
-            for key, variable in zip(keys, variables, strict=True):
-                value = data[key]
-                if tuple(value.shape) != tuple(variable.shape):
+            saved_paths = header.get(f"{prefix}_variables") if isinstance(header, dict) else None
+            if saved_paths is None:  # written before paths were compared: by position
+                if len(keys) != len(variables):
                     raise ValueError(
-                        f"checkpoint {path}: {variable.path} has shape {value.shape}, the model "
-                        f"expects {tuple(variable.shape)}; resume with the run's own config"
-                    )
-                variable.assign(value)
+                        f"checkpoint {path} holds {len(keys)} {prefix} variables but this model "
+                        f"has {len(variables)}: it was written for a different config or "
+                        "precision")
+                pairs += zip(keys, variables, strict=True)
+            else:
+                pairs += _match_paths(path, prefix, keys, saved_paths, variables)
+        values = []
+        for key, variable in pairs:
+            value = data[key]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"checkpoint {path}: {variable.path} has shape {value.shape}, the model "
+                    f"expects {tuple(variable.shape)}; resume with the run's own config"
+                )
+            values.append(value)
+    for (_, variable), value in zip(pairs, values, strict=True):
+        variable.assign(value)
     return header
+
+
+def path_keys(prefix: str, paths: list[str]) -> list[tuple[str, int]]:
+    """Variable paths as checkpoints compare them, each with its occurrence number (the same
+    key twice is told apart by order). An optimizer's name is not kept: Keras numbers them per
+    process (warmup_ema_adam_2/... for the second one built) and older runs used Adam, so an
+    optimizer variable is its optimizer's rank in the list and its own name."""
+    owners: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    keys = []
+    for path in paths:
+        key = path
+        if prefix == "optimizer":
+            owner, _, rest = path.partition("/")
+            key = f"#{owners.setdefault(owner, len(owners))}/{rest}"
+        keys.append((key, seen.get(key, 0)))
+        seen[key] = seen.get(key, 0) + 1
+    return keys
+
+
+def _match_paths(path: Path, prefix: str, keys: list[str], saved_paths,
+                 variables) -> list[tuple[str, Any]]:
+    """(array key, variable) pairs matched by variable path; ValueError naming the first path
+    that differs when the checkpoint and the model do not hold the same variables."""
+    if (not isinstance(saved_paths, list) or len(saved_paths) != len(keys)
+            or not all(isinstance(p, str) for p in saved_paths)):
+        raise CorruptFileError(f"checkpoint {path} is damaged (its header lists other "
+                               f"{prefix} variables than it holds)")
+    saved = path_keys(prefix, saved_paths)
+    model_paths = [v.path for v in variables]
+    wanted = path_keys(prefix, model_paths)
+    by_key = dict(zip(saved, keys, strict=True))
+    missing = [i for i, k in enumerate(wanted) if k not in by_key]
+    known = set(wanted)
+    extra = [i for i, k in enumerate(saved) if k not in known]
+    if missing or extra:
+        if extra:
+            i = extra[0]
+            there = f" (this model has {model_paths[i]} there)" if i < len(model_paths) else ""
+            first = f"its {prefix} variable {saved_paths[i]} is not in this model{there}"
+        else:
+            first = f"this model's {prefix} variable {model_paths[missing[0]]} is not in it"
+        raise ValueError(
+            f"checkpoint {path} was written for other variables: {first}; "
+            f"{len(missing)} missing, {len(extra)} unknown; resume with the code and config "
+            "that wrote it")
+    return [(by_key[k], v) for k, v in zip(wanted, variables, strict=True)]
