@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,37 @@ LIBRARY_MARKS = ("I0000", "W0000", "E0000", "absl", "oneDNN", "cuInit", "UserWar
                  "WARNING:", "cuda", "XLA", "Warning:")
 
 
-def l2m(*args, backend: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _start(*args, backend: str, cwd: Path | None = None) -> subprocess.Popen:
     """`python -m cli.main ARGS` in a fresh process, in the environment a user has: no log
     level set (the CLI must set its own)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("TF_CPP_MIN_LOG_LEVEL", "L2M_DEBUG")}
     env["KERAS_BACKEND"] = backend
     env["PYTHONPATH"] = str(REPO_ROOT)
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], env=env,
-                          cwd=cwd or REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], env=env,
+                            cwd=cwd or REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def l2m_together(*commands: tuple, backend: str, cwd: Path | None = None
+                 ) -> list[subprocess.CompletedProcess]:
+    """Independent `l2m` commands, started at once: their imports and model builds are mostly
+    single-threaded, so on a 2-core CI machine they overlap."""
+    procs = [_start(*command, backend=backend, cwd=cwd) for command in commands]
+    try:
+        # One reader per process, so that none blocks on a full pipe while we wait on another.
+        with ThreadPoolExecutor(len(procs)) as pool:
+            outputs = list(pool.map(lambda proc: proc.communicate(timeout=600), procs))
+        return [subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+                for proc, (out, err) in zip(procs, outputs, strict=True)]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def l2m(*args, backend: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return l2m_together(args, backend=backend, cwd=cwd)[0]
 
 
 def library_lines(stderr: str) -> list[str]:
@@ -58,15 +81,14 @@ def run(tmp_path_factory) -> dict:
                            backend=backend)
     if results["train"].returncode == 0:
         results["resume"] = l2m("train", "--resume", run_dir, "--steps", "2", backend=backend)
-        results["edit"] = l2m("edit", photo, "--to", "smiling", "--model", run_dir,
-                              "--detector", "center", "-o", root / "edited.png",
-                              backend=backend)
-        results["export"] = l2m("export", run_dir, "--name", "faces", "--output-dir",
-                                root / "saved_models", backend=backend)
-        results["eval"] = l2m("eval", run_dir, "--limit", "2", "--num-test", "4",
-                              "--alpha-images", "1", "--batch-size", "4", "--features",
-                              "classifier", "--data-dir", data, "-o", root / "eval",
-                              backend=backend)
+        # Edit, export and eval only read the run: they run side by side.
+        results["edit"], results["export"], results["eval"] = l2m_together(
+            ("edit", photo, "--to", "smiling", "--model", run_dir, "--detector", "center",
+             "-o", root / "edited.png"),
+            ("export", run_dir, "--name", "faces", "--output-dir", root / "saved_models"),
+            ("eval", run_dir, "--limit", "2", "--num-test", "4", "--alpha-images", "1",
+             "--batch-size", "4", "--features", "classifier", "--data-dir", data,
+             "-o", root / "eval"), backend=backend)
     return results
 
 
@@ -135,8 +157,9 @@ def test_info_edit_and_data_stats_print_only_our_lines(backend, tmp_path):
         ("data", "stats", "--img-size", "32", "--num-examples", "8", "--data-dir",
          tmp_path / "data"),
     ]
-    for command in commands:
-        result = ok(l2m(*command, backend=backend, cwd=tmp_path))
+    results = l2m_together(*commands, backend=backend, cwd=tmp_path)
+    for command, result in zip(commands, results, strict=True):
+        ok(result)
         strange = [line for line in result.stderr.splitlines()
                    if line.strip() and not line.startswith(OUR_STDERR)]
         assert strange == [], (command, result.stderr[-2000:])

@@ -496,28 +496,42 @@ main(["import", sys.argv[1], "-o", sys.argv[2]])
 """
 
 
-def _import_without_torch(ckpt: Path, out: Path) -> subprocess.CompletedProcess:
+def _import_without_torch(ckpt: Path, out: Path) -> subprocess.Popen:
+    """`l2m import CKPT -o OUT` in a process that cannot import torch (started, not awaited)."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(ckpt), str(out)],
-                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    return subprocess.Popen([sys.executable, "-c", BLOCK_TORCH, str(ckpt), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO_ROOT)
+
+
+def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.tensorflow_only
 def test_without_torch_zip_files_import_and_others_name_the_extra(tmp_path, small_ckpt):
     from keras_l2mgan.bundle import load_bundle
 
-    result = _import_without_torch(small_ckpt[1], tmp_path / "b")
+    legacy = tmp_path / "legacy.ckpt"  # torch < 1.6's format: no zip
+    torch.save(small_ckpt[0], legacy, _use_new_zipfile_serialization=False)
+    # Both torch-less processes and the import with torch run at the same time: each is
+    # mostly a single-threaded TensorFlow import.
+    zipped = _import_without_torch(small_ckpt[1], tmp_path / "b")
+    refused = _import_without_torch(legacy, tmp_path / "out")
+    try:
+        with_torch = _invoke("import", small_ckpt[1], "-o", tmp_path / "b_torch")
+        result, refusal = _finish(zipped), _finish(refused)
+    finally:
+        zipped.kill()
+        refused.kill()
     assert result.returncode == 0, result.stderr[-2000:]
-    with_torch = _invoke("import", small_ckpt[1], "-o", tmp_path / "b_torch")
     assert with_torch.exit_code == 0
     for a, b in zip(load_bundle(tmp_path / "b").weights, load_bundle(tmp_path / "b_torch").weights,
                     strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    legacy = tmp_path / "legacy.ckpt"  # torch < 1.6's format: no zip
-    torch.save(small_ckpt[0], legacy, _use_new_zipfile_serialization=False)
-    result = _import_without_torch(legacy, tmp_path / "out")
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "pip install 'keras-l2mgan[torch]'" in result.stderr
+    assert refusal.returncode == 2, refusal.stderr[-2000:]
+    assert "pip install 'keras-l2mgan[torch]'" in refusal.stderr
     assert not (tmp_path / "out").exists()
 
 
