@@ -43,7 +43,7 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=30)
 
 
-def start_server(*args: str, timeout_s: float = 180):
+def start_server(*args: str, timeout_s: float = 600):
     """`l2m serve ARGS` in a subprocess -> (process, gRPC port, output lines so far)."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", *args],

@@ -57,7 +57,7 @@ def page_url():
          "--no-open"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     seen, url = [], None
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a loaded shared machine loads models slowly
     while url is None and time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line and process.poll() is not None:
