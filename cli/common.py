@@ -23,7 +23,7 @@ from keras_l2mgan.errors import RunFailure
 BACKENDS = ("tensorflow", "jax", "torch")
 # keras_l2mgan.data.pipeline.SOURCES, spelled here because that module imports TensorFlow and
 # --data is checked before anything heavy loads (a test keeps the two equal).
-DATA_SOURCES = ("synthetic", "celeba", "celeba_hq")
+DATA_SOURCES = ("synthetic", "synthetic_memory", "celeba", "celeba_hq")
 BACKEND_EXPLICIT = "l2m.backend_explicit"  # ctx.meta key: --backend was given
 VERBOSE = "l2m.verbose"  # ctx.meta key: -v was given
 

@@ -11,15 +11,18 @@ import sys
 import click
 
 from keras_l2mgan.config import MAX_IMG_SIZE, PRESETS
+from keras_l2mgan.loss_weights import LossWeights
 from keras_l2mgan.training.run import PRECISIONS, TrainOptions
 
 from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, default_backend
 
 # Defaults live in TrainOptions (one place); the CLI shows them.
 DEFAULTS = TrainOptions()
+DEFAULT_WEIGHTS = LossWeights()
 ORTHOGONALITY = ("cosine", "abs_dot", "abs_product")
 IMG_SIZES = [2**n for n in range(5, MAX_IMG_SIZE.bit_length())]  # what L2MConfig accepts
-LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
+LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
+                "reconstruction_weight")
 
 
 @click.command()
@@ -67,6 +70,9 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
               default=DEFAULTS.ema_decay, show_default=True,
               help="EMA of G and E used for samples and export, in [0, 1); 0.99 suits runs "
               "under ~3k steps.")
+@click.option("--ema-warmup/--no-ema-warmup", default=DEFAULTS.ema_warmup, show_default=True,
+              help="Ramp the EMA up: momentum min(--ema-decay, (1 + t) / (10 + t)) at step t, "
+                   "so short runs are not dominated by the random initial weights.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed, show_default=True,
               help="Random seed: the same seed gives the same run on the same backend.")
 @click.option("--jit/--no-jit", default=None, show_default="auto: on with a GPU, off on CPU",
@@ -90,6 +96,10 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target")
 @click.option("--diversity-weight", type=click.FloatRange(min=0), default=0.0,
               show_default=True,
               help="Weight of the optional diversity-sensitive loss (0 switches it off).")
+@click.option("--reconstruction-weight", type=click.FloatRange(min=0),
+              default=DEFAULT_WEIGHTS.reconstruction, show_default=True,
+              help="Weight of |G(x, E(x)) - x|, the edit at alpha 0 giving the input back "
+                   "(keeps the face; 0 gives the official losses).")
 @click.option("--detach-style-target/--no-detach-style-target", default=True, show_default=True,
               help="Stop the gradient into the target code of the style reconstruction loss "
                    "(guards against E shrinking every style code; see README).")
@@ -109,7 +119,8 @@ def train(ctx: click.Context, dry_run: bool, json_output: bool, **kwargs) -> Non
                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     weights = {"orthogonality_form": kwargs.pop("orthogonality"),
                "diversity": kwargs.pop("diversity_weight"),
-               "detach_style_target": kwargs.pop("detach_style_target")}
+               "detach_style_target": kwargs.pop("detach_style_target"),
+               "reconstruction": kwargs.pop("reconstruction_weight")}
     if explicit & set(LOSS_OPTIONS):
         explicit = (explicit - set(LOSS_OPTIONS)) | {"loss_weights"}
     options = TrainOptions(loss_weights=weights, **kwargs)

@@ -4,7 +4,8 @@ One iteration is a discriminator step, then a generator step that updates G and 
 
     D: BCE(D(x, y), 1) + BCE(D(G(x, s~), y~), 0) + w_r1 * R1          (fakes without grad into G)
     G: BCE(D(x~, y~), 1) + w_sty * |E(x~, y~) - s~| + w_cyc * |G(x~, s) - x|
-       + w_ortho * [ortho(s_un, s_re) + ortho(s_un, s~_re)]   (- w_ds * diversity, off by default)
+       + w_ortho * [ortho(s_un, s_re) + ortho(s_un, s~_re)] + w_rec * |G(x, s) - x|
+       (- w_ds * diversity, off by default)
 
 with s = E(x, y), s~ = s_un + s~_re, x~ = G(x, s~). With w_hpf > 0 and a FAN, every generator
 call also gets the face masks of its own input, from the frozen FAN and without gradient, as
@@ -18,57 +19,9 @@ trainer passes it in as ``r1_fn(x, labels) -> (real_logits, r1_penalty)``.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 from keras import ops
 
-ORTHOGONALITY_FORMS = ("cosine", "abs_dot", "abs_product")
-
-
-@dataclasses.dataclass(frozen=True)
-class LossWeights:
-    """Weight of every loss term, plus the orthogonality form.
-
-    ``orthogonality_form`` defaults to ``"cosine"``: |cos(s_un, s_re)| asks the two codes to point
-    in orthogonal directions and nothing else. The absolute dot product can also be driven to
-    zero by shrinking either code, which lets the decomposer collapse s_un (or s_re) instead of
-    separating the attribute; the mean |elementwise product| is stronger than orthogonality
-    (it asks for disjoint support, dimension by dimension) and fights the style code's capacity.
-    Cosine is scale-free, bounded in [0, 1] and only constrains what the paper states.
-    """
-
-    adversarial: float = 1.0
-    r1: float = 1.0
-    style: float = 1.0
-    cycle: float = 1.0
-    orthogonality: float = 1.0
-    diversity: float = 0.0
-    orthogonality_form: str = "cosine"
-    # Without StarGAN v2's mapping network both sides of the style reconstruction loss come from
-    # E, so E can lower it by shrinking every code. True stops the gradient into the target s~
-    # (measured: without it a mini_64 smiling run did not learn the edit; see the README).
-    detach_style_target: bool = True
-
-    def __post_init__(self) -> None:
-        if self.orthogonality_form not in ORTHOGONALITY_FORMS:
-            raise ValueError(
-                f"unknown orthogonality_form {self.orthogonality_form!r}; "
-                f"choose one of: {', '.join(ORTHOGONALITY_FORMS)}"
-            )
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, (str, bool)):
-                continue
-            if value < 0 or value != value:
-                raise ValueError(f"loss weight {field.name} must be >= 0, got {value}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> LossWeights:
-        return cls(**(data or {}))
+from keras_l2mgan.loss_weights import ORTHOGONALITY_FORMS, LossWeights  # noqa: F401 (re-exported)
 
 
 def _f32(x):
@@ -160,6 +113,10 @@ def generator_loss(model, x, source, target, weights: LossWeights, masks=None):
             + weights.cycle * loss_cycle + weights.orthogonality * loss_ortho)
     logs = {"g_loss": loss, "g_adv": loss_adv, "g_style": loss_style, "g_cycle": loss_cycle,
             "g_ortho": loss_ortho}
+    if weights.reconstruction > 0:
+        loss_rec = l1_loss(generator(x, s, masks), x)
+        loss = loss + weights.reconstruction * loss_rec
+        logs.update(g_loss=loss, g_rec=loss_rec)
     if weights.diversity > 0:
         # StarGAN v2's diversity-sensitive term, reference-guided: the same images edited with
         # the target code of another sample in the batch should look different.

@@ -10,6 +10,7 @@ TensorFlow, so pick the Keras backend before calling it.
 from __future__ import annotations
 
 import importlib
+import os
 
 _LAZY = {
     "SyntheticFaces": "keras_l2mgan.data.synthetic_faces.builder",
@@ -21,7 +22,12 @@ _LAZY = {
     "domain_names": "keras_l2mgan.data.domains",
 }
 
-__all__ = list(_LAZY)
+__all__ = [*_LAZY, "default_data_dir"]
+
+
+def default_data_dir() -> str:
+    """$L2M_DATA_DIR, else TFDS's usual ~/tensorflow_datasets."""
+    return os.environ.get("L2M_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
 def __getattr__(name: str):

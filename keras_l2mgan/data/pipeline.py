@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from keras_l2mgan.data import domains, folders
+from keras_l2mgan.data import default_data_dir, domains, folders
 from keras_l2mgan.data.synthetic_faces import builder as synthetic
 from keras_l2mgan.data.synthetic_faces import renderer
 
@@ -67,11 +67,6 @@ class _Source:
     shuffle_buffer: int
     attrs: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
-
-
-def default_data_dir() -> str:
-    """$L2M_DATA_DIR, else TFDS's usual ~/tensorflow_datasets."""
-    return os.environ.get("L2M_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
 def build_dataset(
@@ -173,7 +168,7 @@ def available_splits(
     """The split names a dataset has (building a synthetic one if needed)."""
     data_dir = data_dir or default_data_dir()
     key = source.strip().lower().replace("-", "_")
-    if key == "synthetic":
+    if key in ("synthetic", "synthetic_memory"):  # the same faces
         return list(prepare_synthetic(img_size, data_dir, 0, num_examples).info.splits)
     if key == "celeba":
         builder = tfds.builder("celeb_a", data_dir=data_dir)
@@ -266,7 +261,7 @@ def _open_source(
     source: str, attrs, img_size: int, split: str, data_dir: str, seed: int, num_examples
 ) -> _Source:
     key = source.strip().lower().replace("-", "_")
-    if key == "synthetic":
+    if key in ("synthetic", "synthetic_memory"):  # the same faces
         return _synthetic(attrs, img_size, split, data_dir, seed, num_examples)
     if key == "celeba":
         return _celeba(attrs, split, data_dir, num_examples)

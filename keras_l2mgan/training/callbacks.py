@@ -48,13 +48,17 @@ class RunCallback(keras.callbacks.Callback):
         self._window_steps = 0
         self.images_per_second = float("nan")
 
-    # TensorBoard through tf.summary: TensorFlow is installed with every backend here.
+    # TensorBoard through tf.summary; a machine without TensorFlow (JAX or torch alone, with
+    # --data synthetic_memory) trains without logs/.
     def _summary(self):
         if self._writer is None:
-            import tensorflow as tf
-
-            self._writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
-        return self._writer
+            try:
+                import tensorflow as tf
+            except ImportError:
+                self._writer = False  # no TensorFlow: do not look again
+            else:
+                self._writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        return self._writer or None
 
     def on_train_begin(self, logs=None):
         self._window_start = time.perf_counter()
@@ -80,7 +84,7 @@ class RunCallback(keras.callbacks.Callback):
             self._window_start, self._window_steps = now, 0
             values["images_per_s"] = self.images_per_second
             self.history.append((self.step, values))
-            if self.write:
+            if self.write and self._summary() is not None:
                 with self._summary().as_default(step=self.step):
                     for name, value in values.items():
                         _summary("scalars", f"train/{name}", np.float32(value))
@@ -105,9 +109,10 @@ class RunCallback(keras.callbacks.Callback):
         grid = sample_grid(self.model.ema_model(), self.sample_batch["images"],
                            self.sample_batch["labels"])
         path = write_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
-        with self._summary().as_default(step=self.step):
-            _summary("images", "samples", grid)
-        self._summary().flush()
+        if self._summary() is not None:
+            with self._summary().as_default(step=self.step):
+                _summary("images", "samples", grid)
+            self._summary().flush()
         return path
 
     def write_checkpoint(self) -> Path | None:
@@ -123,7 +128,7 @@ class RunCallback(keras.callbacks.Callback):
         return self.last_checkpoint
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
+        if self._writer:
             self._writer.flush()
 
 

@@ -30,6 +30,7 @@ from keras_l2mgan.errors import CorruptFileError, RunFailure
 from keras_l2mgan.training.run_lock import LOCK_FILE, RunDirLock
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+MEMORY_SOURCE = "synthetic_memory"  # --data: synthetic faces in memory (no tf.data)
 OPTIONS_FILE = "training_options.json"
 # Options a resumed run may change; every other one must match the run directory's. The
 # learning rate is one (resuming a diverged run from its last good checkpoint with a lower
@@ -52,6 +53,7 @@ class TrainOptions:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     ema_decay: float = 0.999
+    ema_warmup: bool = True
     precision: str = "float32"
     devices: str = "1"
     run_dir: str | None = None
@@ -73,11 +75,17 @@ class TrainOptions:
         return dataclasses.asdict(self)
 
 
+def in_memory(data: str) -> bool:
+    """Whether --data names the in-memory synthetic faces (any case, - or _)."""
+    return data.strip().lower().replace("-", "_") == MEMORY_SOURCE
+
+
 class TrainingError(RunFailure):
     """A run that cannot go on (non-finite loss); the message names the step."""
 
 
-LOSS_OPTIONS = "--orthogonality / --diversity-weight / --detach-style-target"
+LOSS_OPTIONS = ("--orthogonality / --diversity-weight / --detach-style-target / "
+                "--reconstruction-weight")
 
 
 def option_name(field: str) -> str:
@@ -106,6 +114,9 @@ def validate_options(options: TrainOptions) -> None:
             get_preset(options.preset).replace(img_size=options.img_size)
         except ValueError as error:
             raise ValueError(f"--img-size: {error}") from None
+    if options.multi_worker and in_memory(options.data):
+        raise ValueError(f"--data {options.data} cannot be sharded across workers; use --data "
+                         "synthetic (tf.data) with --multi-worker")
     if options.precision == "mixed_float16" and options.backend == "jax":
         raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
                          "scaling for two optimizers there); use --precision mixed_bfloat16")
@@ -358,7 +369,6 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
                   distribution: Distribution) -> dict[str, Any]:
     import keras
 
-    from keras_l2mgan.data import build_dataset
     from keras_l2mgan.model import L2MGAN
     from keras_l2mgan.training import checkpoints
     from keras_l2mgan.training.callbacks import RunCallback
@@ -369,9 +379,7 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
     # --seed then gives the same run, in a fresh process or not.
     keras.utils.set_random_seed(options.seed)
 
-    info = build_dataset(options.data, attrs=options.attrs, img_size=img_size,
-                         batch_size=options.batch_size, seed=options.seed,
-                         data_dir=options.data_dir, num_examples=options.num_examples)
+    info = _training_data(options, img_size)
     names = list(info.domain_names)
     if len(names) < 2:
         raise ValueError(f"data {options.data!r} has one domain only ({names}); an edit needs "
@@ -402,7 +410,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
             # Before compile(): the G+E EMA then starts from these weights at the first step.
             load_init_weights(model, init_from)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
-                      ema_decay=options.ema_decay, seed=options.seed,
+                      ema_decay=options.ema_decay, ema_warmup=options.ema_warmup,
+                      seed=options.seed,
                       loss_weights=options.loss_weights,
                       jit_compile=use_jit(options.jit, backend))
 
@@ -449,6 +458,9 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
         header={"options": options.to_dict(), "seed": options.seed})
     started = time.perf_counter()
     # shuffle=False: the stream is shuffled already (fit would warn that it ignores True).
+    if in_memory(options.data):
+        # fit() takes Python generators (not other iterables) of (inputs,) tuples.
+        dataset = ((batch,) for batch in dataset)
     model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback], shuffle=False,
               verbose=options.verbose)
     seconds = time.perf_counter() - started
@@ -533,9 +545,28 @@ def _failure_message(callback, options: TrainOptions, run_dir: Path) -> str:
             f"{options.precision}); training stopped, {advice}")
 
 
+def _training_data(options: TrainOptions, img_size: int):
+    """The endless training stream: tf.data's DatasetInfo, or MemoryDatasetInfo for
+    synthetic_memory (numpy and PIL only: no TensorFlow needed)."""
+    kwargs = dict(attrs=options.attrs, img_size=img_size, batch_size=options.batch_size,
+                  seed=options.seed, data_dir=options.data_dir,
+                  num_examples=options.num_examples)
+    if in_memory(options.data):
+        from keras_l2mgan.data.memory import build_memory_dataset
+
+        return build_memory_dataset(**kwargs)
+    from keras_l2mgan.data import build_dataset
+
+    return build_dataset(options.data, **kwargs)
+
+
 def _sample_batch(options: TrainOptions, img_size: int) -> dict:
     """Four fixed, unaugmented images for the sample grids: held-out ones when there is a
     test split, else training images."""
+    if in_memory(options.data):
+        from keras_l2mgan.data.memory import held_out_faces
+
+        return held_out_faces(options.attrs, img_size, 4)
     from keras_l2mgan.data import build_dataset
 
     for split in ("test", "train"):

@@ -1,0 +1,52 @@
+"""The two training fixes of issue 11: the reconstruction term and the EMA warm-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from keras import ops
+
+
+def test_reconstruction_term_is_l1_of_the_alpha_zero_edit():
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.losses import LossWeights, generator_loss, l1_loss
+    from keras_l2mgan.model import L2MGAN
+
+    model = L2MGAN(get_preset("tiny_32"))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    source, target = np.array([0, 1], "int32"), np.array([1, 1], "int32")
+    without, logs = generator_loss(model, x, source, target, LossWeights())
+    assert "g_rec" not in logs  # off by default: the official losses
+    weights = LossWeights(reconstruction=2.0)
+    with_rec, logs = generator_loss(model, x, source, target, weights)
+    expected = float(ops.convert_to_numpy(l1_loss(model.edit(x, source, source, 0.0), x)))
+    assert float(ops.convert_to_numpy(logs["g_rec"])) == pytest.approx(expected, rel=1e-4)
+    assert float(ops.convert_to_numpy(with_rec)) == pytest.approx(
+        float(ops.convert_to_numpy(without)) + 2.0 * expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_momentum_ramps_up_from_the_first_step(warmup):
+    import keras
+
+    from keras_l2mgan.training.optimizers import adam
+
+    optimizer = adam(learning_rate=0.1, weight_decay=0.0, ema_decay=0.999, ema_warmup=warmup)
+    weight = keras.Variable(np.zeros(3, "float32"))
+    optimizer.build([weight])
+    expected_ema, values = np.zeros(3), []
+    for step in range(5):
+        optimizer.apply([ops.ones(3)], [weight])
+        value = np.array(ops.convert_to_numpy(weight), np.float64)
+        values.append(value)
+        if warmup:
+            momentum = min(0.999, (1 + step) / (10 + step))
+        else:  # Keras: the average starts at the weights after the first step
+            momentum = 0.0 if step == 0 else 0.999
+        expected_ema = momentum * expected_ema + (1 - momentum) * value
+    ema = np.array(ops.convert_to_numpy(optimizer._model_variables_moving_average[0]))
+    np.testing.assert_allclose(ema, expected_ema, rtol=1e-5)
+    if warmup:  # after 5 steps the EMA follows the weights; a plain 0.999 would stay at 0
+        assert abs(ema[0]) > 0.5 * abs(values[-1][0])
+    restored = type(optimizer).from_config(optimizer.get_config())
+    assert restored.ema_warmup is warmup
