@@ -1,113 +1,125 @@
-"""Edit latency at 256 px (celeba_hq_256 widths, random weights): Keras eager / tf.function /
-XLA jit on the TensorFlow backend, and the exported SavedModel in float32 and bfloat16.
+"""Edit latency at 256 px (random weights), side by side with the official PyTorch edit.
 
-    KERAS_BACKEND=tensorflow python benchmarks/bench_edit.py [--preset celeba_hq_256]
-        [--batches 1,8] [--repeats 3] [--out benchmarks/results]
+    python benchmarks/bench_edit.py [--preset celeba_hq_256] [--batches 1,8] [--repeats 5]
+        [--backends tensorflow,jax,torch] [--precisions float32,mixed_bfloat16]
+        [--no-savedmodel] [--out benchmarks/results]
 
-Writes edit_latency.json and edit_latency.md. Reference: the official PyTorch modules take
-~0.58 s (batch 1) and ~5.6 s (batch 8) per 256 px edit on this 2-core CPU.
+Runners: the exported SavedModel in float32 and bfloat16 (what `l2m edit` and serving run),
+and Keras `predict()` of the model on each backend and precision (jit on JAX, tf.function on
+TensorFlow, eager torch). Each runner is a worker process; after one warm-up call on each side,
+`--repeats` timed calls alternate with the official edit (tests/torch_reference.py ``edit``,
+float32, eager, no_grad) at the same batch, and the ratio is the median of the reference over
+that window divided by the runner's. No FAN on either side (the preset has none), so the
+high-pass path is skipped on both. Writes edit_latency.json and edit_latency.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
-import time
+import statistics
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from side_by_side import Worker, interleave, summary
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTO_JIT = {"tensorflow": False, "jax": True, "torch": False}
 
 
-def timed(function, repeats: int) -> float:
-    function()  # warm-up: tracing, compilation, first-touch allocations
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def runners(model, graph_edit, jit_edit, loaded, x, source, target, alpha, served) -> dict:
-    """The timed callables for one batch (bound here, not in the loop)."""
-    def saved(dtype):
-        return lambda: loaded[dtype].signatures["serving_default"](**served)
-
-    return {
-        "keras eager (float32)": lambda: model.edit(x, source, target, alpha),
-        "keras tf.function (float32)": lambda: graph_edit(x, source, target, alpha),
-        "keras XLA jit (float32)": lambda: jit_edit(x, source, target, alpha),
-        "SavedModel float32": saved("float32"),
-        "SavedModel bfloat16": saved("bfloat16"),
-    }
+def runner_specs(args) -> list[tuple[str, dict]]:
+    specs = []
+    if not args.no_savedmodel:
+        specs += [(f"SavedModel {dtype}", {"side": "savedmodel", "compute_dtype": dtype})
+                  for dtype in ("float32", "bfloat16")]
+    for backend in args.backends.split(","):
+        for precision in args.precisions.split(","):
+            specs.append((f"keras predict, {backend}, {precision}",
+                          {"side": "ours", "backend": backend, "precision": precision,
+                           "jit": AUTO_JIT[backend]}))
+    return specs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--preset", default="celeba_hq_256")
-    parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--preset", default="celeba_hq_256", help="[%(default)s]")
+    parser.add_argument("--batches", default="1,8", help="comma-separated [%(default)s]")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed calls per side and runner, after 1 warm-up [%(default)s]")
+    parser.add_argument("--backends", default="tensorflow,jax,torch",
+                        help="backends of the Keras predict runners [%(default)s]")
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16",
+                        help="dtype policies of the Keras predict runners [%(default)s]")
+    parser.add_argument("--no-savedmodel", action="store_true",
+                        help="skip the SavedModel runners")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="one compute thread on every side (PyTorch, TensorFlow, XLA): for "
+                             "a machine busy with other work, where 2-thread PyTorch ops stall")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+                        help="folder for edit_latency.json and .md [%(default)s]")
     args = parser.parse_args()
 
-    import numpy as np
-    import tensorflow as tf
-
-    from keras_l2mgan.bundle import save_bundle
-    from keras_l2mgan.config import get_preset
-    from keras_l2mgan.export import export_saved_model
-    from keras_l2mgan.model import L2MGAN
-
-    config = get_preset(args.preset)
-    model = L2MGAN(config)
-    size = config.img_size
-    work = Path(tempfile.mkdtemp(prefix="bench_edit."))
-    save_bundle(model, work / "model")
-    loaded = {dtype: tf.saved_model.load(str(export_saved_model(
-        work / "model", f"bench_{dtype}", output_dir=work / "saved_models",
-        compute_dtype=dtype))) for dtype in ("float32", "bfloat16")}
-
-    graph_edit = tf.function(lambda x, s, t, a: model.edit(x, s, t, a))
-    jit_edit = tf.function(lambda x, s, t, a: model.edit(x, s, t, a), jit_compile=True)
-    rows = []
+    rows, references = [], {}
     for batch in (int(b) for b in args.batches.split(",")):
-        rng = np.random.default_rng(0)
-        pixels = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-        x = tf.constant(pixels.astype(np.float32) / 127.5 - 1.0)
-        source = tf.zeros([batch], tf.int32)
-        target = tf.ones([batch], tf.int32)
-        alpha = tf.ones([batch], tf.float32)
-        served = {"images": tf.constant(pixels), "source_domain": source,
-                  "target_domain": target, "alpha": alpha}
-        reference = loaded["float32"].signatures["serving_default"](**served)["images"].numpy()
-        candidates = runners(model, graph_edit, jit_edit, loaded, x, source, target, alpha,
-                             served)
-        for name, function in candidates.items():
-            seconds = timed(function, args.repeats)
-            row = {"runner": name, "batch": batch, "seconds": round(seconds, 3),
-                   "seconds_per_image": round(seconds / batch, 3)}
-            if name == "SavedModel bfloat16":
-                out = loaded["bfloat16"].signatures["serving_default"](**served)["images"]
-                row["max_abs_diff_vs_float32_grey_levels"] = int(np.abs(
-                    out.numpy().astype(int) - reference.astype(int)).max())
-            rows.append(row)
+        common = {"kind": "edit", "preset": args.preset, "batch": batch,
+                  "single_thread": args.single_thread}
+        reference = Worker({**common, "side": "reference"})
+        references[batch] = {"warmup_s": round(reference.step(), 3), "times_s": [],
+                             **reference.info}
+        for name, spec in runner_specs(args):
+            row = {"runner": name, "batch": batch}
+            worker = None
+            try:
+                worker = Worker({**common, **spec})
+                row["first_call_s"] = round(worker.step(), 3)
+                mine, theirs = interleave(worker, reference, args.repeats)
+            except RuntimeError as error:
+                row["error"] = str(error)[-300:]
+                mine = theirs = []
+            finally:
+                if worker is not None:
+                    worker.close()
+            if mine:
+                median = statistics.median(mine)
+                references[batch]["times_s"] += summary(theirs)["times_s"]
+                row.update(seconds=round(median, 4), seconds_per_image=round(median / batch, 4),
+                           times_s=summary(mine)["times_s"],
+                           official_seconds=summary(theirs)["median_s"],
+                           official_times_s=summary(theirs)["times_s"],
+                           vs_official=round(statistics.median(theirs) / median, 3))
             print(json.dumps(row), flush=True)
+            rows.append(row)
+        reference.close()
+        if references[batch]["times_s"]:
+            references[batch]["median_s"] = round(statistics.median(
+                references[batch]["times_s"]), 4)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"preset": args.preset, "repeats": args.repeats, "tensorflow": tf.__version__,
-            "cpu_threads": os.cpu_count(), "timing": "best of repeats after one warm-up",
-            "reference_official_pytorch_seconds": {"batch_1": 0.58, "batch_8": 5.6}}
-    (out / "edit_latency.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = [f"# Edit latency, {args.preset} ({size} px), best of {args.repeats}", "",
-             "| runner | batch | s per batch | s per image |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['runner']} | {r['batch']} | {r['seconds']:.3f} | "
-              f"{r['seconds_per_image']:.3f} |" for r in rows]
-    lines += ["", "Official PyTorch (float32): 0.58 s batch 1, 5.6 s batch 8."]
+    meta = {"preset": args.preset, "repeats": args.repeats, "single_thread": args.single_thread,
+            "timing": "median of repeats after one warm-up, alternating with the official edit"}
+    (out / "edit_latency.json").write_text(json.dumps(
+        {"meta": meta, "rows": rows, "official": references}, indent=2) + "\n")
+    lines = [f"# Edit latency, {args.preset}, median of {args.repeats} (official PyTorch edit "
+             "timed alternately with each row"
+             + (", one compute thread on every side)" if args.single_thread else ")"), "",
+             "| runner | batch | s per batch | s per image | official s (same window) "
+             "| vs official |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['runner']} | {r['batch']} | error: {r['error'][-120:]} | | | |")
+        else:
+            lines.append(f"| {r['runner']} | {r['batch']} | {r['seconds']:.3f} | "
+                         f"{r['seconds_per_image']:.3f} | {r['official_seconds']:.3f} | "
+                         f"**{r['vs_official']:.2f}x** |")
+    lines += ["", "Official edit, every timed call of this run:", ""]
+    lines += [f"- batch {b}: median {ref.get('median_s', '?')} s "
+              f"({min(ref['times_s'], default=0):.3f}-{max(ref['times_s'], default=0):.3f} s, "
+              f"{len(ref['times_s'])} calls, torch threads {ref.get('torch_threads', '?')})"
+              for b, ref in references.items()]
     (out / "edit_latency.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

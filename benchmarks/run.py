@@ -1,7 +1,8 @@
 """The one benchmark entry point: runs every benchmarks/bench_*.py, counts FLOPs per image of
 G, E and D, measures the machine's matmul peak, and writes results/latest.json and latest.md.
 
-    python benchmarks/run.py [--quick] [--only data,train,edit,serving] [--out DIR]
+    python benchmarks/run.py [--quick] [--only data,train,edit,serving] [--single-thread]
+        [--out DIR]
 
 Each bench script runs in its own process (it picks its own Keras backend and writes its own
 JSON and Markdown into --out); this script collects them, adds achieved FLOP/s (FLOPs per
@@ -32,24 +33,14 @@ FLOP_PRESETS = ("small_64", "official_64", "celeba_hq_256")
 # argument list. Missing scripts are reported, not fatal.
 SCRIPTS = {
     "data": ("bench_data.py", [[]], [[]]),
+    # Every backend in float32 and mixed_bfloat16 (XLA as `--jit auto` picks it), each timed
+    # alternately with the official PyTorch step in the same run (benchmarks/side_by_side.py).
+    # At 256 px a step takes minutes on a 2-core CPU: few timed steps.
     "train": ("bench_train.py", [
-        # small_64: every backend, float32 and bfloat16, XLA on and off (torch: eager only).
-        ["--presets", "small_64", "--steps", "3"],
-        # Official widths, batch 8 (tens of seconds per step here): TensorFlow in both
-        # precisions with XLA on and off, JAX and torch in float32.
-        ["--backends", "tensorflow", "--presets", "official_64",
-         "--precisions", "float32,mixed_bfloat16", "--jit", "on,off", "--steps", "2"],
-        ["--backends", "jax,torch", "--presets", "official_64", "--precisions", "float32",
-         "--jit", "on,off", "--steps", "2"],
-        ["--backends", "tensorflow", "--presets", "celeba_hq_256",
-         "--precisions", "float32,mixed_bfloat16", "--jit", "off", "--steps", "1"],
-        ["--backends", "tensorflow,jax", "--presets", "celeba_hq_256", "--precisions", "float32",
-         "--jit", "on", "--steps", "1"],
-        ["--backends", "torch", "--presets", "celeba_hq_256", "--precisions", "float32",
-         "--jit", "off", "--steps", "1"],
-    ], [["--backends", "tensorflow,jax,torch", "--presets", "small_64",
-         "--precisions", "float32", "--jit", "on,off", "--steps", "2"]]),
-    "edit": ("bench_edit.py", [[]], [["--batches", "1", "--repeats", "1"]]),
+        ["--presets", "official_64,celeba_hq_256", "--steps", "3,2"],
+    ], [["--presets", "tiny_32", "--precisions", "float32", "--steps", "1"]]),
+    "edit": ("bench_edit.py", [[]], [["--batches", "1", "--repeats", "1",
+                                      "--precisions", "float32"]]),
     "serving": ("bench_serving.py", [[]], [["--seconds", "2"]]),
 }
 
@@ -80,7 +71,8 @@ def machine() -> dict:
     return info
 
 
-def run_script(name: str, quick: bool, out: Path, timeout: int) -> dict:
+def run_script(name: str, quick: bool, out: Path, timeout: int,
+               single_thread: bool = False) -> dict:
     """Run one bench script (one or more invocations); return its status and the JSON and
     Markdown files it wrote."""
     script, full_runs, quick_runs = SCRIPTS[name]
@@ -91,6 +83,8 @@ def run_script(name: str, quick: bool, out: Path, timeout: int) -> dict:
     section = {"status": "ok", "script": script, "commands": [], "results": {}, "markdown": []}
     for arguments in quick_runs if quick else full_runs:
         command = [sys.executable, str(path), *arguments, "--out", str(out)]
+        if single_thread and name in ("train", "edit"):
+            command.append("--single-thread")
         section["commands"].append(" ".join(command[1:]))
         print(f"== {' '.join(command[1:])}", flush=True)
         try:
@@ -173,6 +167,14 @@ def achieved(sections: dict, flops: dict) -> list[dict]:
                              "flop_per_s": value, "dtype": "float32",
                              "fraction_of_peak": value / peaks["float32"]})
     for results in sections.get("train", {}).get("results", {}).values():
+        for preset, official in (results.get("official", {}) if isinstance(results, dict)
+                                 else {}).items():
+            if preset in per_image and official.get("median_s"):
+                batch = official.get("batch", 8)
+                value = per_image[preset]["train_step_estimate"] * batch / official["median_s"]
+                rows.append({"what": f"train step, official PyTorch float32, batch {batch}",
+                             "preset": preset, "flop_per_s": value, "dtype": "float32",
+                             "fraction_of_peak": value / peaks["float32"]})
         for row in _rows(results):
             preset, rate = row.get("preset"), row.get("images_per_s")
             if preset in per_image and rate:
@@ -244,6 +246,8 @@ def main() -> None:
                         help=f"comma-separated subset of {','.join(SCRIPTS)}")
     parser.add_argument("--no-flops", action="store_true", help="skip FLOPs and matmul peak")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per bench script")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="train and edit: one compute thread on every side (a busy machine)")
     parser.add_argument("--out", default=str(BENCH / "results"))
     args = parser.parse_args()
     chosen = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -254,13 +258,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "quick": args.quick, "machine": machine(), "benchmarks": {}}
+              "quick": args.quick, "single_thread": args.single_thread, "machine": machine(),
+              "benchmarks": {}}
     # A quick run must not overwrite the full runs' per-script files: it gets a scratch dir
     # (its numbers still land in latest.json / latest.md).
     with tempfile.TemporaryDirectory(prefix="bench_quick.") as scratch:
         script_out = Path(scratch) if args.quick else out
         for name in chosen:
-            report["benchmarks"][name] = run_script(name, args.quick, script_out, args.timeout)
+            report["benchmarks"][name] = run_script(name, args.quick, script_out, args.timeout,
+                                                    args.single_thread)
             print(f"   {name}: {report['benchmarks'][name]['status']}", flush=True)
     if not args.no_flops:
         print("== FLOPs per image and matmul peak", flush=True)

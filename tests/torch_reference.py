@@ -238,3 +238,79 @@ def edit(nets: dict[str, nn.Module], x, source, target, alpha: float, masks=None
     """The official edit: G(x, s_un + s_re + alpha * (s~_re - s_re))."""
     _, s_un, s_re, s_tilde = nets["style_encoder"](x, source, target)
     return nets["generator"](x, s_un + s_re + alpha * (s_tilde - s_re), masks)
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _cosine_ortho(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    dot = (a * b).sum(-1)
+    return (dot.abs() / torch.sqrt((a * a).sum(-1) * (b * b).sum(-1) + 1e-12)).mean()
+
+
+class OfficialTrainer:
+    """One training iteration as the official PyTorch code runs it (StarGAN v2's solver with
+    L2M-GAN's losses), for benchmarks: float32, eager, the official optimizers.
+
+    D step: BCE(D(x, y), 1) + BCE(D(G(x, s~), y~), 0) + R1 (autograd.grad with create_graph,
+    fakes under no_grad). G step: BCE(D(x~, y~), 1) + |E(x~, y~) - s~| + |G(x~, s) - x| +
+    cosine orthogonality of (s_un, s_re) and (s_un, s~_re). One Adam(lr 1e-4, betas (0, 0.99),
+    weight_decay 1e-4) per network, and the EMA (0.999) of G and E after each iteration. As in
+    the official solver, every parameter keeps requires_grad, so the G step also computes D's
+    parameter gradients (then zeroed): that is the cost of the official code.
+    """
+
+    def __init__(self, nets: dict[str, nn.Module], lr: float = 1e-4, weight_decay: float = 1e-4,
+                 ema_beta: float = 0.999):
+        import copy
+
+        self.nets = {k: nets[k] for k in ("generator", "style_encoder", "discriminator")}
+        for net in self.nets.values():
+            net.train()
+        self.optims = {k: torch.optim.Adam(net.parameters(), lr=lr, betas=(0.0, 0.99),
+                                           weight_decay=weight_decay)
+                       for k, net in self.nets.items()}
+        self.ema = {k: copy.deepcopy(self.nets[k]) for k in ("generator", "style_encoder")}
+        self.ema_beta = ema_beta
+
+    def _zero_grad(self) -> None:
+        for optim in self.optims.values():
+            optim.zero_grad()
+
+    def step(self, x: torch.Tensor, y_org: torch.Tensor, y_trg: torch.Tensor
+             ) -> dict[str, float]:
+        """One D step then one G step on NCHW float32 images x in [-1, 1]; the loss values."""
+        G, E, D = (self.nets[k] for k in ("generator", "style_encoder", "discriminator"))
+        x_in = x.detach().requires_grad_()
+        out = D(x_in, y_org)
+        loss_real = _bce(out, 1.0)
+        grad = torch.autograd.grad(out.sum(), x_in, create_graph=True)[0]
+        r1 = 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+        with torch.no_grad():
+            _, s_un, _, s_tilde_re = E(x, y_org, y_trg)
+            x_fake = G(x, s_un + s_tilde_re)
+        loss_fake = _bce(D(x_fake, y_trg), 0.0)
+        d_loss = loss_real + loss_fake + r1
+        self._zero_grad()
+        d_loss.backward()
+        self.optims["discriminator"].step()
+
+        s, s_un, s_re, s_tilde_re = E(x, y_org, y_trg)
+        s_tilde = s_un + s_tilde_re
+        x_fake = G(x, s_tilde)
+        loss_adv = _bce(D(x_fake, y_trg), 1.0)
+        loss_style = (E(x_fake, y_trg)[0] - s_tilde.detach()).abs().mean()
+        loss_cycle = (G(x_fake, s) - x).abs().mean()
+        loss_ortho = _cosine_ortho(s_un, s_re) + _cosine_ortho(s_un, s_tilde_re)
+        g_loss = loss_adv + loss_style + loss_cycle + loss_ortho
+        self._zero_grad()
+        g_loss.backward()
+        self.optims["generator"].step()
+        self.optims["style_encoder"].step()
+        with torch.no_grad():
+            for k, average in self.ema.items():
+                for avg, param in zip(average.parameters(), self.nets[k].parameters(),
+                                      strict=True):
+                    avg.lerp_(param, 1.0 - self.ema_beta)
+        return {"d_loss": float(d_loss), "g_loss": float(g_loss)}
