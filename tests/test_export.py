@@ -39,7 +39,7 @@ def test_layout_and_signatures(exported):
     assert (version_dir / "variables" / "variables.index").is_file()
     loaded = tf.saved_model.load(str(version_dir))
     assert set(loaded.signatures) == {"serving_default", "edit_float", "edit_encoded",
-                                      "classify", "metadata"}
+                                      "edit_like", "classify", "metadata"}
     labels = {"source_domain": ([None], tf.int32), "target_domain": ([None], tf.int32),
               "alpha": ([None], tf.float32)}
     expected = {
@@ -49,6 +49,13 @@ def test_layout_and_signatures(exported):
                        {"images": ([None, 32, 32, 3], tf.float32)}),
         "edit_encoded": ({"image_bytes": ([None], tf.string), **labels},
                          {"images": ([None], tf.string)}),
+        "edit_like": ({"images": ([None, 32, 32, 3], tf.uint8),
+                       "reference": ([None, 32, 32, 3], tf.uint8),
+                       "source_domain": ([None], tf.int32),
+                       "reference_domain": ([None], tf.int32), "alpha": ([None], tf.float32)},
+                      {"images": ([None, 32, 32, 3], tf.uint8),
+                       "source_domain": ([None], tf.int32),
+                       "reference_domain": ([None], tf.int32)}),
         "classify": ({"images": ([None, 32, 32, 3], tf.uint8)},
                      {"domain_logits": ([None, 2], tf.float32),
                       "source_domain": ([None], tf.int32)}),
