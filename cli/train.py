@@ -11,14 +11,12 @@ import sys
 import click
 
 from keras_l2mgan.config import MAX_IMG_SIZE, PRESETS
-from keras_l2mgan.loss_weights import LossWeights
 from keras_l2mgan.training.run import PRECISIONS, TrainOptions
 
 from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, default_backend
 
 # Defaults live in TrainOptions (one place); the CLI shows them.
 DEFAULTS = TrainOptions()
-DEFAULT_WEIGHTS = LossWeights()
 ORTHOGONALITY = ("cosine", "abs_dot", "abs_product")
 IMG_SIZES = [2**n for n in range(5, MAX_IMG_SIZE.bit_length())]  # what L2MConfig accepts
 LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
@@ -36,7 +34,8 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
               help="Comma-separated attributes to edit; n attributes make 2**n domains.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULTS.preset,
               show_default=True, help="Model preset (`l2m info` lists them with parameter "
-              "counts): small_64 trains on a 2-core CPU, tiny_32 is for smoke runs.")
+              "counts): mini_64 (the default) and small_64 train on a 2-core CPU, tiny_32 is for "
+              "smoke runs.")
 @click.option("--img-size", type=click.Choice(IMG_SIZES), default=None,
               show_default="the preset's", help="Override the preset's image size.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size,
@@ -97,9 +96,9 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
               show_default=True,
               help="Weight of the optional diversity-sensitive loss (0 switches it off).")
 @click.option("--reconstruction-weight", type=click.FloatRange(min=0),
-              default=DEFAULT_WEIGHTS.reconstruction, show_default=True,
+              default=DEFAULTS.loss_weights["reconstruction"], show_default=True,
               help="Weight of |G(x, E(x)) - x|, the edit at alpha 0 giving the input back "
-                   "(keeps the face; 0 gives the official losses).")
+                   "(keeps the face; 0 gives the official losses; see README, Keeping the face).")
 @click.option("--detach-style-target/--no-detach-style-target", default=True, show_default=True,
               help="Stop the gradient into the target code of the style reconstruction loss "
                    "(guards against E shrinking every style code; see README).")
@@ -109,7 +108,7 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
               help="Print the summary as JSON on stdout (progress always goes to stderr).")
 @click.pass_context
 def train(ctx: click.Context, dry_run: bool, json_output: bool, **kwargs) -> None:
-    """Train L2M-GAN (defaults: synthetic faces, smiling, small_64, 300 steps).
+    """Train L2M-GAN (defaults: synthetic faces, smiling, mini_64, 1500 steps).
 
     Progress goes to stderr; a summary with the next commands (or --json) to stdout.
     """

@@ -222,6 +222,9 @@ def test_train_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     options = json.loads(result.stdout)  # stdout is the JSON alone
     assert (options["preset"], options["lr"], options["log_every"]) == ("tiny_32", 3e-4, 5)
+    from keras_l2mgan.training.run import TrainOptions
+
     assert (options["steps"], options["run_dir"], options["backend"]) == \
-        (300, str(run_dir), "tensorflow")
+        (TrainOptions().steps, str(run_dir), "tensorflow")
+    assert options["loss_weights"]["reconstruction"] == 10.0  # l2m train's default
     assert not run_dir.exists()

@@ -32,7 +32,8 @@ from keras_l2mgan.data.synthetic_faces import renderer
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
-SOURCES = ("synthetic", "celeba", "celeba_hq")
+# synthetic_memory: the same synthetic faces; `l2m train` renders them into memory (data/memory.py)
+SOURCES = ("synthetic", "synthetic_memory", "celeba", "celeba_hq")
 CELEBA_HQ_FOLDER = "CelebAMask-HQ"
 
 
