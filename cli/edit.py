@@ -212,11 +212,11 @@ def _check_outputs(inputs: list[Path], paths: list[tuple[Path, Path | None]]) ->
 @click.command()
 @backend_option
 @click.argument("images", nargs=-1, required=True)
-@click.option("--to", "to", default=None,
+@click.option("--to", "to", default=None, show_default="none: --like instead",
               help="Target attribute(s) or domain: smiling, not_smiling, smiling,male, or a "
               "domain name (cat, dog, ...). Other attributes keep the source's values. "
               "Required unless --like is given.")
-@click.option("--like", "like", default=None, metavar="REF",
+@click.option("--like", "like", default=None, metavar="REF", show_default="none: --to instead",
               help="Reference-guided edit instead of --to: each face takes the "
               "attribute-related style of the face in photo REF (its largest face), keeping "
               "everything else: s~ = s_un(x) + s_re(x) + alpha (s_re(ref) - s_re(x)).")
