@@ -32,21 +32,26 @@ def test_ema_momentum_ramps_up_from_the_first_step(warmup):
     from keras_l2mgan.training.optimizers import adam
 
     optimizer = adam(learning_rate=0.1, weight_decay=0.0, ema_decay=0.999, ema_warmup=warmup)
-    weight = keras.Variable(np.zeros(3, "float32"))
+    weight = keras.Variable(np.full(3, 2.0, "float32"))  # not 0: the averages start at 0
     optimizer.build([weight])
     expected_ema, values = np.zeros(3), []
     for step in range(5):
         optimizer.apply([ops.ones(3)], [weight])
         value = np.array(ops.convert_to_numpy(weight), np.float64)
         values.append(value)
-        if warmup:
+        if step == 0:  # the average starts at the weights after the first step
+            momentum = 0.0
+        elif warmup:
             momentum = min(0.999, (1 + step) / (10 + step))
-        else:  # Keras: the average starts at the weights after the first step
-            momentum = 0.0 if step == 0 else 0.999
+        else:
+            momentum = 0.999
         expected_ema = momentum * expected_ema + (1 - momentum) * value
     ema = np.array(ops.convert_to_numpy(optimizer._model_variables_moving_average[0]))
     np.testing.assert_allclose(ema, expected_ema, rtol=1e-5)
-    if warmup:  # after 5 steps the EMA follows the weights; a plain 0.999 would stay at 0
-        assert abs(ema[0]) > 0.5 * abs(values[-1][0])
+    moved, lag = abs(values[-1][0] - values[0][0]), abs(values[-1][0] - ema[0])
+    if warmup:  # after 5 steps the EMA follows the weights; a plain 0.999 stays at step 1's
+        assert lag < 0.5 * moved
+    else:
+        assert lag > 0.99 * moved
     restored = type(optimizer).from_config(optimizer.get_config())
     assert restored.ema_warmup is warmup

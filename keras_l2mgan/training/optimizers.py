@@ -25,7 +25,8 @@ from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class WarmupEmaAdam(keras.optimizers.Adam):
-    """Adam whose EMA momentum ramps up: min(ema_momentum, (1 + t) / (10 + t)) at step t.
+    """Adam whose EMA momentum ramps up: min(ema_momentum, (1 + t) / (10 + t)) at step t > 0;
+    the first step copies the weights, as Keras' own EMA does.
 
     The ramp reaches 0.99 at step 891 and 0.999 at step 8,991, so the EMA follows the raw
     weights early on and averages over ~1,000 steps only once training has run that long.
@@ -39,7 +40,9 @@ class WarmupEmaAdam(keras.optimizers.Adam):
         if not (self.use_ema and self.ema_warmup):
             return super()._update_model_variables_moving_average(trainable_variables)
         step = ops.cast(self.iterations, "float32")  # applied steps before this one
-        momentum = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        # The averages start at zero (Keras creates them so): the first step copies the weights.
+        ramp = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        momentum = ops.where(step > 0, ramp, 0.0)
         for var, average in zip(trainable_variables, self._model_variables_moving_average,
                                 strict=True):
             if average is not None:
