@@ -91,18 +91,17 @@ def test_l2m_train_runs_and_resumes_without_tensorflow(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(),
            "L2M_DATA_DIR": str(tmp_path / "data")}
-    common = ["--steps", "2", "--sample-every", "1", "--checkpoint-every", "1"]
     for args in (["--data", "synthetic_memory", "--preset", "tiny_32", "--batch-size", "4",
-                  "--num-examples", "32", "--run-dir", str(run)],
+                  "--num-examples", "32", "--run-dir", str(run), "--steps", "2",
+                  "--sample-every", "1", "--checkpoint-every", "1"],
                  ["--resume", str(run), "--steps", "3"]):
-        command = [sys.executable, "-c", WITHOUT_TF, "train", *common, *args]
-        if args[0] == "--resume":
-            command = [c for c in command if c not in common or c == "--steps"]
+        command = [sys.executable, "-c", WITHOUT_TF, "train", *args]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "model" / "model.weights.h5").is_file()
     assert sorted(p.name for p in (run / "samples").iterdir())[-1] == "step-00000003.png"
-    assert not (run / "logs").exists()  # TensorBoard needs TensorFlow
+    if keras.backend.backend() == "jax":  # TensorFlow was blocked: no TensorBoard logs
+        assert not (run / "logs").exists()
     from keras_l2mgan.bundle import load_bundle
 
     assert load_bundle(run / "model").config.names == ("not_smiling", "smiling")
