@@ -484,7 +484,10 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(ref
     assert checkpoints.load_checkpoint(good, model)["step"] == last
     state = _values(model.variables + model.optimizer.variables)
     assert all(np.isfinite(v).all() for v in state)
-    saved_lr = json.loads((run_dir / "training_options.json").read_text())["options"]["lr"]
+    # The lr the checkpoint was saved with: the reference run's (the failed resume rewrote
+    # run_dir's options with its --lr 1e8).
+    options_file = reference_run["run_dir"] / "training_options.json"
+    saved_lr = json.loads(options_file.read_text())["options"]["lr"]
     assert float(keras.ops.convert_to_numpy(model.optimizer.g_optimizer.learning_rate)) == \
         pytest.approx(saved_lr)
 
