@@ -72,6 +72,11 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
 @click.option("--ema-warmup/--no-ema-warmup", default=DEFAULTS.ema_warmup, show_default=True,
               help="Ramp the EMA up: momentum min(--ema-decay, (1 + t) / (10 + t)) at step t, "
                    "so short runs are not dominated by the random initial weights.")
+@click.option("--blend-changes/--no-blend-changes", default=DEFAULTS.blend_changes,
+              show_default=True,
+              help="The trained model's edits keep the input wherever they do not change its "
+                   "reconstruction (sharper, the rest of the face untouched); --no-blend-changes "
+                   "returns the generator's whole image, as the official models do.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed, show_default=True,
               help="Random seed: the same seed gives the same run on the same backend.")
 @click.option("--jit/--no-jit", default=None, show_default="auto: on with a GPU, off on CPU",

@@ -38,6 +38,8 @@ class L2MConfig:
     ``dim_in=None`` means the official width ``2**14 // img_size`` (capped at ``max_conv_dim``);
     the CPU presets set it smaller. ``fan=True`` adds StarGAN v2's face-landmark network, whose
     heatmaps give the generator its face masks when w_hpf > 0 (as the official model does).
+    ``blend_changes=True`` keeps the input wherever an edit does not change the generator's
+    reconstruction (keras_l2mgan.blend; off in the official models, on in what `l2m train` makes).
     """
 
     img_size: int = 256
@@ -48,6 +50,7 @@ class L2MConfig:
     max_conv_dim: int = 512
     domain_names: tuple[str, ...] | None = None
     fan: bool = False
+    blend_changes: bool = False
 
     def __post_init__(self) -> None:
         # A config.json is read from disk, so every field is checked for type and range: a
@@ -77,8 +80,9 @@ class L2MConfig:
                     f"domain_names must be {self.num_domains} distinct names, got {list(names)}"
                 )
             object.__setattr__(self, "domain_names", names)
-        if not isinstance(self.fan, bool):
-            raise ValueError(f"fan must be true or false, got {self.fan!r}")
+        for flag in ("fan", "blend_changes"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
 
     # Derived widths and depths (the official formulas).
 

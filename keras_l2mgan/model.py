@@ -83,7 +83,8 @@ class L2MGAN(keras.Model):
         """See :func:`edit`. Labels may be ints (one domain for the whole batch) or (N,) arrays.
 
         With w_hpf > 0 and a FAN, masks default to :meth:`face_masks` of x, as the official
-        code always computes them; without a FAN the mask injection is skipped.
+        code always computes them; without a FAN the mask injection is skipped. With
+        ``config.blend_changes`` the edit is kept only where it changes the reconstruction.
         """
         x = ops.convert_to_tensor(x)
         batch = x.shape[0]
@@ -91,7 +92,8 @@ class L2MGAN(keras.Model):
         target = self._labels(target, batch, "target")
         if masks is None:
             masks = self.generator_masks(x)
-        return edit(self.generator, self.style_encoder, x, source, target, alpha, masks)
+        style = edit_style(self.style_encoder, x, source, target, alpha)
+        return self._draw(x, style, source, masks)
 
     def edit_like(self, x, reference, alpha=1.0, source=None, reference_domain=None,
                   masks=None):
@@ -113,7 +115,18 @@ class L2MGAN(keras.Model):
         if masks is None:
             masks = self.generator_masks(x)
         style = like_style(self.style_encoder, x, source, reference, reference_domain, alpha)
-        return self.generator(x, style, masks)
+        return self._draw(x, style, source, masks)
+
+    def _draw(self, x, style, source, masks):
+        """G(x, style); with ``config.blend_changes``, blended into x where it differs from
+        the reconstruction G(x, E(x, source)) (see keras_l2mgan.blend)."""
+        edited = self.generator(x, style, masks)
+        if not self.config.blend_changes:
+            return edited
+        from keras_l2mgan.blend import blend_changes
+
+        reconstruction = self.generator(x, self.style_encoder.encode(x, source), masks)
+        return blend_changes(x, edited, reconstruction)
 
     def guess_domain(self, x):
         """(N,) int32: the discriminator's guess of each image's domain (its largest logit)."""

@@ -57,6 +57,8 @@ class TrainOptions:
     weight_decay: float = 1e-4
     ema_decay: float = 0.999
     ema_warmup: bool = True
+    # Edits keep the input wherever they do not change the reconstruction (keras_l2mgan.blend).
+    blend_changes: bool = True
     precision: str = "float32"
     devices: str = "1"
     run_dir: str | None = None
@@ -392,7 +394,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
     if len(present) < 2:
         raise ValueError(f"data {options.data!r} has images in one domain only "
                          f"({info.images_per_domain}); an edit needs two")
-    config = base.replace(img_size=img_size, num_domains=len(names), domain_names=tuple(names))
+    config = base.replace(img_size=img_size, num_domains=len(names), domain_names=tuple(names),
+                          blend_changes=options.blend_changes)
 
     # A resumed run's checkpoint holds every weight: the starting bundle is needed only when
     # there is none yet.
