@@ -47,9 +47,11 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
 def _inputs(batch: int, size: int, seed: int = 0):
     import numpy as np
 
+    from keras_l2mgan.image_range import to_unit
+
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-    images = pixels.astype("float32") / 127.5 - 1.0
+    images = to_unit(pixels)
     labels = rng.integers(0, 2, batch).astype("int32")
     return pixels, images, labels
 

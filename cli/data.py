@@ -75,6 +75,7 @@ def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples,
     import numpy as np
 
     from keras_l2mgan.data import build_dataset
+    from keras_l2mgan.image_range import to_uint8
 
     info = build_dataset(source, attrs=attrs, img_size=img_size, batch_size=1, split=split,
                          data_dir=data_dir, seed=seed, augment=augment, repeat=True,
@@ -83,7 +84,7 @@ def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples,
     for draws, batch in enumerate(info.dataset.as_numpy_iterator()):
         row = rows[int(batch["labels"][0])]
         if len(row) < per_domain:
-            row.append(((batch["images"][0] + 1.0) * 127.5).round().astype(np.uint8))
+            row.append(to_uint8(batch["images"][0]))
         if all(len(r) == per_domain for r in rows) or draws > 200 * per_domain * len(rows):
             break
     grid = labelled_grid(rows, info.domain_names, img_size)

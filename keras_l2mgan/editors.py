@@ -18,6 +18,7 @@ import numpy as np
 from keras_l2mgan.bundle import CONFIG_FILE, load_landmarks_mean
 from keras_l2mgan.errors import ServerUnavailableError
 from keras_l2mgan.export import version_dirs
+from keras_l2mgan.image_range import to_uint8, to_unit
 
 # assets.extra/training.json of an export: {"data": "synthetic"} when the model was trained on
 # the synthetic faces (`l2m export` writes it from the run's options; the shipped demo models
@@ -75,21 +76,21 @@ class KerasEditor(_Editor):
 
         if not self.has_fan:
             return super().landmarks(images)
-        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        x = to_unit(images)
         return landmarks_from_heatmaps(ops.convert_to_numpy(self.model.fan(x)), x.shape[1])
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
         from keras import ops
 
-        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        x = to_unit(images)
         y = self.model.edit(x, np.asarray(source, np.int32), np.asarray(target, np.int32),
                             np.asarray(alpha, np.float32))
-        return np.clip(np.round((ops.convert_to_numpy(y) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        return to_uint8(ops.convert_to_numpy(y))
 
     def classify(self, images) -> np.ndarray:
         from keras import ops
 
-        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        x = to_unit(images)
         return np.argmax(ops.convert_to_numpy(self.model.discriminator.domain_logits(x)), -1)
 
     def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
@@ -97,11 +98,11 @@ class KerasEditor(_Editor):
 
         source = _guessed(self, images, source)
         reference_domain = _guessed(self, references, reference_domain)
-        x = np.asarray(images, np.float32) / 127.5 - 1.0
-        ref = np.asarray(references, np.float32) / 127.5 - 1.0
+        x = to_unit(images)
+        ref = to_unit(references)
         y = self.model.edit_like(x, ref, np.asarray(alpha, np.float32), source,
                                  reference_domain)
-        return np.clip(np.round((ops.convert_to_numpy(y) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        return to_uint8(ops.convert_to_numpy(y))
 
 
 def _guessed(editor, images, domains) -> np.ndarray:

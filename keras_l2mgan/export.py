@@ -44,6 +44,7 @@ from pathlib import Path
 from keras_l2mgan.atomic import atomic_directory, check_replaceable
 from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
 from keras_l2mgan.config import L2MConfig
+from keras_l2mgan.image_range import to_uint8_tf, to_unit_tf
 
 USER_ERROR_EXIT = 2  # the export subprocess's exit code for bad input (one line on stderr)
 VERSION_NAME = re.compile(r"[0-9]+")
@@ -165,19 +166,13 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
             strength = tf.cast(strength, compute_dtype)
         return tf.cast(model.edit(x, source_domain, target_domain, strength), tf.float32)
 
-    def to_uint8(x):
-        return tf.cast(tf.round(tf.clip_by_value((x + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
-
-    def from_uint8(images):
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
-
     module = tf.Module()
     module.model = model  # tracks the variables
 
     @tf.function(input_signature=[images_u8, source, target, alpha])
     def serving_default(images, source_domain, target_domain, alpha):
-        edited = run_edit(from_uint8(images), source_domain, target_domain, alpha)
-        return {"images": to_uint8(edited)}
+        edited = run_edit(to_unit_tf(images), source_domain, target_domain, alpha)
+        return {"images": to_uint8_tf(edited)}
 
     @tf.function(input_signature=[images_f32, source, target, alpha])
     def edit_float(images, source_domain, target_domain, alpha):
@@ -186,13 +181,13 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
     def decode(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
-        return tf.clip_by_value(image, 0.0, 255.0) / 127.5 - 1.0
+        return to_unit_tf(image)
 
     @tf.function(input_signature=[encoded, source, target, alpha])
     def edit_encoded(image_bytes, source_domain, target_domain, alpha):
         x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
             [size, size, 3], tf.float32))
-        edited = to_uint8(run_edit(x, source_domain, target_domain, alpha))
+        edited = to_uint8_tf(run_edit(x, source_domain, target_domain, alpha))
         pngs = tf.map_fn(tf.io.encode_png, edited, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": pngs}
 
@@ -215,7 +210,7 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
 
     @tf.function(input_signature=[images_u8, reference_u8, source, reference_domain, alpha])
     def edit_like(images, reference, source_domain, reference_domain, alpha):
-        x, ref = from_uint8(images), from_uint8(reference)
+        x, ref = to_unit_tf(images), to_unit_tf(reference)
         with tf.control_dependencies([tf.debugging.assert_equal(
                 tf.shape(reference)[0], tf.shape(images)[0],
                 message="reference needs one image per image"),
@@ -225,13 +220,13 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
             reference_domain = domain_or_guess(ref, reference_domain, "reference_domain")
         edited = model.edit_like(tf.cast(x, compute_dtype), tf.cast(ref, compute_dtype),
                                  tf.cast(alpha, compute_dtype), source_domain, reference_domain)
-        return {"images": to_uint8(tf.cast(edited, tf.float32)),
+        return {"images": to_uint8_tf(tf.cast(edited, tf.float32)),
                 "source_domain": source_domain, "reference_domain": reference_domain}
 
     @tf.function(input_signature=[images_u8])
     def classify(images):
         logits = tf.cast(model.discriminator.domain_logits(
-            tf.cast(from_uint8(images), compute_dtype)), tf.float32)
+            tf.cast(to_unit_tf(images), compute_dtype)), tf.float32)
         return {"domain_logits": logits,
                 "source_domain": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
@@ -260,7 +255,7 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
         @tf.function(input_signature=[tf.TensorSpec([None, FAN_SIZE, FAN_SIZE, 3], tf.uint8,
                                                     name="images")])
         def landmarks(images):
-            heatmaps = model.fan(from_uint8(images))
+            heatmaps = model.fan(to_unit_tf(images))
             return {"landmarks": landmarks_from_heatmaps_tf(heatmaps, FAN_SIZE)}
 
         signatures["landmarks"] = landmarks.get_concrete_function()

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from keras_l2mgan.image_range import round_to_uint8
+
 # PIL's own warning threshold (~89 megapixels): larger files are refused, not decoded.
 MAX_PIXELS = 89_478_485
 Box = tuple[int, int, int, int]  # left, top, right, bottom
@@ -199,7 +201,7 @@ def paste_back(image: Image.Image, edited: np.ndarray, box: Box, feather: float 
         new -= original
         new *= weight
         new += original
-        result.paste(Image.fromarray(np.clip(np.round(new), 0, 255).astype(np.uint8)), area[:2])
+        result.paste(Image.fromarray(round_to_uint8(new)), area[:2])
 
     for rows in _row_bands(height, width):
         if (weight_y[rows] >= 1).all():  # only the left and right ramps are soft here

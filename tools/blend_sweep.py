@@ -36,9 +36,10 @@ class _BlendedEditor:
         from keras import ops
 
         from keras_l2mgan.blend import change_mask
+        from keras_l2mgan.image_range import to_uint8, to_unit
         from keras_l2mgan.model import edit_style
 
-        x = np.asarray(images, np.float32) / 127.5 - 1.0
+        x = to_unit(images)
         source, target = np.asarray(source, np.int32), np.asarray(target, np.int32)
         encoder, generator = self.model.style_encoder, self.model.generator
         edited = generator(x, edit_style(encoder, x, source, target,
@@ -48,8 +49,7 @@ class _BlendedEditor:
             reconstruction = generator(x, encoder.encode(x, source))
             mask = change_mask(edited, reconstruction, low, high, int(dilate), blur)
             edited = x + mask * (edited - x)
-        edited = (ops.convert_to_numpy(edited) + 1.0) * 127.5
-        return np.clip(np.round(edited), 0, 255).astype(np.uint8)
+        return to_uint8(ops.convert_to_numpy(edited))
 
 
 @click.command()

@@ -23,6 +23,7 @@ from PIL import Image
 
 from keras_l2mgan.data import default_data_dir, domains
 from keras_l2mgan.data.synthetic_faces import renderer
+from keras_l2mgan.image_range import to_unit
 
 CHUNK = 500  # faces per rendering job
 
@@ -102,7 +103,7 @@ class MemoryBatches:
             if self.augment and rng.random() < 0.5:
                 image = image[:, ::-1]
             images.append(image)
-        return {"images": np.stack(images).astype(np.float32) / 127.5 - 1.0,
+        return {"images": to_unit(np.stack(images)),
                 "labels": domain.astype(np.int32),
                 "target_labels": rng.integers(0, self.num_domains, self.batch_size
                                               ).astype(np.int32)}
@@ -159,5 +160,5 @@ def held_out_faces(attrs: str | list[str], img_size: int, count: int) -> dict[st
     by_domain = [list(np.flatnonzero(labels == d)) for d in range(num_domains)]
     picks = [by_domain[i % num_domains][i // num_domains] for i in range(count)]
     images = synthetic.render(params[picks], img_size)
-    return {"images": images.astype(np.float32) / 127.5 - 1.0,
+    return {"images": to_unit(images),
             "labels": labels[picks].astype(np.int32)}

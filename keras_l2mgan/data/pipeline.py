@@ -29,6 +29,7 @@ from PIL import Image
 from keras_l2mgan.data import default_data_dir, domains, folders
 from keras_l2mgan.data.synthetic_faces import builder as synthetic
 from keras_l2mgan.data.synthetic_faces import renderer
+from keras_l2mgan.image_range import to_unit_tf
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -202,7 +203,7 @@ def _prepare(image: tf.Tensor, img_size: int, augment: bool, rng: tf.Tensor) -> 
         image = _random_resized_crop(image, img_size, crop_seed)
         flip = tf.random.stateless_uniform([], flip_seed) < 0.5
         image = tf.where(flip, tf.reverse(image, axis=[1]), image)
-    image = tf.clip_by_value(image, 0.0, 255.0) / 127.5 - 1.0
+    image = to_unit_tf(image)
     image.set_shape([img_size, img_size, 3])
     return image
 

@@ -19,6 +19,7 @@ import numpy as np
 from keras_l2mgan.atomic import atomic_directory
 from keras_l2mgan.data.synthetic_faces import renderer
 from keras_l2mgan.errors import CorruptFileError
+from keras_l2mgan.image_range import SCALE
 from keras_l2mgan.metrics import synthetic
 
 MODEL_FILE = "classifier.keras"
@@ -38,7 +39,7 @@ def build_classifier(img_size: int, num_attrs: int, width: int = 16):
     from keras import layers
 
     inputs = keras.Input((img_size, img_size, 3), name="images")
-    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = layers.Rescaling(1 / SCALE, offset=-1.0)(inputs)  # image_range.to_unit, as a layer
     x = layers.RandomFlip("horizontal")(x)
     for stage, channels in enumerate((width, width * 2, width * 4, width * 4)):
         for name, stride in (("down", 2), ("conv", 1)):

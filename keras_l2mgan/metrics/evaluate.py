@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_l2mgan.image_range import to_uint8
 from keras_l2mgan.metrics import distribution, image, registry, synthetic
 
 SYNTHETIC, STARGAN_V2 = "synthetic", "stargan_v2"  # the protocols
@@ -303,8 +304,7 @@ def _stream_batches(dataset, num_domains: int, cap: int | None, batch_size: int)
                 break
             continue
         counts[label] += 1
-        pixels = np.clip(np.round((item["images"][0] + 1.0) * 127.5), 0, 255)
-        buffers[label].append(pixels.astype(np.uint8))
+        buffers[label].append(to_uint8(item["images"][0]))
         if len(buffers[label]) == batch_size:
             yield label, np.stack(buffers[label])
             buffers[label] = []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_l2mgan.image_range import to_unit_tensor
+
 INCEPTION_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_SIZE = 299
 FEATURE_KINDS = ("auto", "inception", "classifier")
@@ -44,7 +46,7 @@ class InceptionFeatures:
         for i in range(0, len(images), batch_size):
             x = ops.convert_to_tensor(np.asarray(images[i:i + batch_size], np.float32))
             x = ops.image.resize(x, (INCEPTION_SIZE, INCEPTION_SIZE), interpolation="bilinear")
-            out.append(ops.convert_to_numpy(self.model(x / 127.5 - 1.0, training=False)))
+            out.append(ops.convert_to_numpy(self.model(to_unit_tensor(x), training=False)))
         return np.concatenate(out).astype(np.float64)
 
 

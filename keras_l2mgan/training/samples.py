@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_l2mgan.image_range import to_uint8
+
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
 
 
@@ -28,7 +30,7 @@ def sample_grid(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         columns.append(ops.convert_to_numpy(model.edit(images, labels, strip_target, alpha)))
     grid = np.concatenate([np.concatenate(list(row), axis=1)
                            for row in np.stack(columns, axis=1)], axis=0)
-    return np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return to_uint8(grid)
 
 
 def write_png(grid: np.ndarray, path: str | Path) -> Path:
