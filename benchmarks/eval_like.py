@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", default="docs/eval/like")
     args = parser.parse_args(argv)
     from keras_l2mgan.atomic import write_file_atomic
-    from keras_l2mgan.metrics.report import image_grid
+    from keras_l2mgan.grid import image_grid
 
     command = "python benchmarks/eval_like.py " + " ".join(sys.argv[1:] if argv is None
                                                            else argv)
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         result, grid = evaluate(model, args.limit, args.seed, args.batch_size,
                                 log=lambda m: print(m, file=sys.stderr))
         results.append(result)
-        picture = image_grid(grid, ["input", "reference", "truth", "label", "like"])
+        labels, tiles = zip(*grid, strict=True)
+        picture = image_grid(tiles, labels=labels, label_width=170,
+                             titles=["input", "reference", "truth", "label", "like"])
         png = io.BytesIO()
         picture.save(png, "PNG")
         write_file_atomic(out / f"grid_{Path(model).name}.png", png.getvalue())

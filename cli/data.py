@@ -75,6 +75,7 @@ def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples,
     import numpy as np
 
     from keras_l2mgan.data import build_dataset
+    from keras_l2mgan.grid import image_grid
     from keras_l2mgan.image_range import to_uint8
 
     info = build_dataset(source, attrs=attrs, img_size=img_size, batch_size=1, split=split,
@@ -87,44 +88,22 @@ def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples,
             row.append(to_uint8(batch["images"][0]))
         if all(len(r) == per_domain for r in rows) or draws > 200 * per_domain * len(rows):
             break
-    grid = labelled_grid(rows, info.domain_names, img_size)
+    # Small images are shown enlarged, pixel for pixel.
+    grid = image_grid(rows, labels=info.domain_names, scale=max(1, 96 // img_size), gap=2)
     _save_png(grid, output)
     click.echo(f"wrote {output}: {len(rows)} domains x {per_domain} images at {img_size} px"
                + (f" ({len(info.skipped_files)} unreadable files skipped)"
                   if info.skipped_files else ""))
 
 
-def labelled_grid(rows, names: list[str], img_size: int):
-    """Rows of uint8 images -> one uint8 image with each row's name on its left."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    scale = max(1, 96 // img_size)  # small images are shown enlarged, pixel for pixel
-    cell = img_size * scale
-    label_width = 8 + 7 * max(len(n) for n in names)
-    columns = max(len(r) for r in rows)
-    canvas = Image.new("RGB", (label_width + columns * (cell + 2), len(rows) * (cell + 2)),
-                       (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for r, (images, name) in enumerate(zip(rows, names, strict=True)):
-        top = r * (cell + 2)
-        draw.text((4, top + cell // 2 - 5), name, fill=(0, 0, 0))
-        for c, image in enumerate(images):
-            tile = Image.fromarray(image).resize((cell, cell), Image.Resampling.NEAREST)
-            canvas.paste(tile, (label_width + c * (cell + 2), top))
-    return np.asarray(canvas)
-
-
 def _save_png(image, output: str) -> None:
     """Write through a temporary file in the same folder, then rename: never half a PNG."""
-    from PIL import Image
-
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(suffix=".png", dir=target.parent)
     os.close(handle)
     try:
-        Image.fromarray(image).save(temp, format="PNG")
+        image.save(temp, format="PNG")
         os.replace(temp, target)
     finally:
         if os.path.exists(temp):

@@ -84,6 +84,7 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
 
     from keras_l2mgan.atomic import check_replaceable
     from keras_l2mgan.editors import open_editor
+    from keras_l2mgan.grid import image_grid
     from keras_l2mgan.metrics import registry, report
     from keras_l2mgan.metrics.classifier import AttributeClassifier
     from keras_l2mgan.metrics.evaluate import (
@@ -141,7 +142,9 @@ def eval_command(model: str, data: str, classifier_dir: str | None, features: st
     markdown = (report.synthetic_markdown if synthetic else report.dataset_markdown)(results)
     report.write_atomic(out / "eval.json", report.to_json(results))
     report.write_atomic(out / "eval.md", markdown)
-    report.write_atomic(out / "eval_grid.png", report.image_grid(rows, columns))
+    labels, tiles = zip(*rows, strict=True)
+    report.write_atomic(out / "eval_grid.png",
+                        image_grid(tiles, labels=labels, titles=columns, label_width=170))
     click.echo(markdown)
     log(f"wrote {out / 'eval.json'}, {out / 'eval.md'} and {out / 'eval_grid.png'}; "
         f"appended to {jsonl}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from keras_l2mgan.grid import image_grid
 from keras_l2mgan.image_range import round_to_uint8
 
 # PIL's own warning threshold (~89 megapixels): larger files are refused, not decoded.
@@ -230,14 +231,7 @@ def _edge_weights(length: int, soft_start: bool, soft_end: bool, ramp: float) ->
 
 def strip(frames: list[Image.Image]) -> Image.Image:
     """Frames side by side (one alpha each)."""
-    width = sum(frame.width for frame in frames)
-    height = max(frame.height for frame in frames)
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    x = 0
-    for frame in frames:
-        canvas.paste(frame, (x, 0))
-        x += frame.width
-    return canvas
+    return image_grid([frames])
 
 
 def check_writable(directory: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""Writing evaluation results: JSON, a Markdown table and an image grid, each atomically."""
+"""Writing evaluation results atomically: JSON, a Markdown table and the grid image (drawn by
+keras_l2mgan.grid)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from keras_l2mgan.atomic import write_file_atomic
 
@@ -123,21 +124,3 @@ def dataset_markdown(results: dict) -> str:
     lines += [f"| **mean** | | | {_fmt(mean['fid'])} | {_kid(mean['kid'])} |", ""]
     return "\n".join(lines)
 
-
-def image_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str],
-               label_width: int = 170) -> Image.Image:
-    """Rows of equally sized uint8 images under column titles, each row named on the left."""
-    size = rows[0][1][0].shape[0]
-    header = 16
-    width = label_width + size * len(columns)
-    grid = Image.new("RGB", (width, header + size * len(rows)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    for c, title in enumerate(columns):
-        draw.text((label_width + c * size + 2, 2), title, fill=(0, 0, 0))
-    for r, (label, images) in enumerate(rows):
-        top = header + r * size
-        # PIL's built-in bitmap font has no arrow glyph.
-        draw.text((4, top + size // 2 - 6), label.replace("→", "->"), fill=(0, 0, 0))
-        for c, image in enumerate(images):
-            grid.paste(Image.fromarray(np.asarray(image, np.uint8)), (label_width + c * size, top))
-    return grid

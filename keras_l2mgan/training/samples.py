@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_l2mgan.grid import image_grid
 from keras_l2mgan.image_range import to_uint8
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
@@ -28,9 +29,8 @@ def sample_grid(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     strip_target = (labels + 1) % num_domains
     for alpha in ALPHAS:
         columns.append(ops.convert_to_numpy(model.edit(images, labels, strip_target, alpha)))
-    grid = np.concatenate([np.concatenate(list(row), axis=1)
-                           for row in np.stack(columns, axis=1)], axis=0)
-    return to_uint8(grid)
+    rows = to_uint8(np.stack(columns, axis=1))  # (rows, cols, S, S, 3)
+    return np.asarray(image_grid(list(rows)))
 
 
 def write_png(grid: np.ndarray, path: str | Path) -> Path:
