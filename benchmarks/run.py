@@ -233,12 +233,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short settings (minutes)")
@@ -250,6 +244,8 @@ def main() -> None:
                         help="train and edit: one compute thread on every side (a busy machine)")
     parser.add_argument("--out", default=str(BENCH / "results"))
     args = parser.parse_args()
+    from keras_l2mgan.atomic import write_file_atomic
+
     chosen = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in SCRIPTS]
     if unknown:
@@ -272,12 +268,12 @@ def main() -> None:
         print("== FLOPs per image and matmul peak", flush=True)
         report["flops"] = flops_and_peak(args.quick)
         report["achieved"] = achieved(report["benchmarks"], report["flops"])
-    write_atomic(out / "latest.json", json.dumps(
+    write_file_atomic(out / "latest.json", json.dumps(
         {k: ({n: {key: v for key, v in s.items() if key != "markdown"}
               for n, s in v.items()} if k == "benchmarks" else v)
          for k, v in report.items()}, indent=2) + "\n")
     text = markdown(report)
-    write_atomic(out / "latest.md", text)
+    write_file_atomic(out / "latest.md", text)
     print(text)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -97,17 +95,12 @@ def preview(ctx, source, dataset_alias, attrs, img_size, data_dir, num_examples,
 
 
 def _save_png(image, output: str) -> None:
-    """Write through a temporary file in the same folder, then rename: never half a PNG."""
+    """Write whole or not at all (never half a PNG), whatever the suffix says."""
+    from keras_l2mgan.photo import save_atomic
+
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-    os.close(handle)
-    try:
-        image.save(temp, format="PNG")
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+    save_atomic(image, target, image_format="PNG")
 
 
 @data.command()

@@ -13,6 +13,12 @@
 - **No litter, normal permissions.** Temp dirs carry their writer's pid; ones left by a dead
   process (a kill -9) are removed by the next writer. The new directory honours the umask
   (``mkdtemp`` alone would make it private, unreadable to a server running as another user).
+
+Single files have the same promise, and this is the one place that writes them:
+``write_file_atomic(path, data)`` (text, bytes, or a function writing to a binary handle) goes
+through a uniquely named temp file beside ``path`` (two writers never collide), fsynced, then
+``os.replace``. ``stage_file`` + ``publish`` split the two halves, for outputs renamed into
+place together once all are ready (``photo.StagedOutputs``).
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -157,23 +164,50 @@ def atomic_directory(target: str | Path, kind: str, our_names: Collection[str]
         raise
 
 
-def write_file_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write a file whole or not at all: a unique temp file beside it, fsynced, then renamed.
+Data = str | bytes | Callable[[BinaryIO], object]
 
-    Unique temp names let two writers of one path race safely (the last rename wins whole);
-    the file gets the umask's permissions, as a plain open() would give it.
+
+def stage_file(path: str | Path, data: Data) -> Path:
+    """Write `data` to a new, uniquely named hidden file beside `path` and return its name.
+
+    `data` is text, bytes, or a function that writes to a binary file handle (a PNG encoder,
+    np.savez): large outputs never need a second copy in memory. The file is fsynced and gets
+    the umask's permissions, as a plain open() would give it (mkstemp makes it private).
+    `publish` renames it into place; until then readers of `path` see the old file.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data.encode() if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def publish(staged: str | Path, path: str | Path) -> Path:
+    """Rename a file from `stage_file` onto `path` (atomic), then fsync the directory."""
+    path = Path(path)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
     fsync_path(path.parent)
     return path
+
+
+def write_file_atomic(path: str | Path, data: Data) -> Path:
+    """Write a file whole or not at all: a unique temp file beside it, fsynced, then renamed.
+
+    Unique temp names let two writers of one path race safely (the last rename wins whole).
+    `data` as in `stage_file`: text, bytes or a function writing to a binary handle.
+    """
+    return publish(stage_file(path, data), path)

@@ -6,16 +6,17 @@ is renamed into place, so a failed run leaves no half-written output.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from keras_l2mgan.atomic import publish, stage_file, write_file_atomic
 from keras_l2mgan.grid import image_grid
 from keras_l2mgan.image_range import round_to_uint8
 
@@ -246,32 +247,32 @@ def check_writable(directory: str | Path) -> None:
                          "pick another with -o") from None
 
 
-def save_atomic(image: Image.Image | list[Image.Image], path: str | Path,
-                frame_ms: int = 400) -> Path:
-    """Write an image (a list: an animated GIF) via a temp file in the same directory."""
-    path = Path(path)
-    os.replace(write_temp(image, path, frame_ms), path)
-    return path
+def save_atomic(image: Image.Image | list[Image.Image], path: str | Path, frame_ms: int = 400,
+                image_format: str | None = None) -> Path:
+    """Write an image (a list: an animated GIF) whole or not at all (keras_l2mgan.atomic).
+
+    The format follows the suffix (PNG when unknown) unless `image_format` names one."""
+    return write_file_atomic(path, _encoder(image, Path(path), frame_ms, image_format))
 
 
 def write_temp(image: Image.Image | list[Image.Image], path: Path, frame_ms: int = 400) -> Path:
-    """The image encoded for `path` into a hidden temp file beside it, ready to rename."""
-    suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    """The image encoded for `path` into a hidden temp file beside it, ready to publish."""
+    return stage_file(path, _encoder(image, path, frame_ms))
+
+
+def _encoder(image: Image.Image | list[Image.Image], path: Path, frame_ms: int,
+             image_format: str | None = None) -> Callable[[BinaryIO], None]:
+    """A function writing the image to a binary handle, in the format `path`'s suffix says."""
+    image_format = image_format or Image.registered_extensions().get(path.suffix.lower(), "PNG")
+
+    def encode(handle: BinaryIO) -> None:
         if isinstance(image, list):
-            image[0].save(tmp, save_all=True, append_images=image[1:], duration=frame_ms,
+            image[0].save(handle, save_all=True, append_images=image[1:], duration=frame_ms,
                           loop=0, format="GIF")
         else:
-            image.save(tmp, format=Image.registered_extensions().get(suffix, "PNG"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs are ordinary files
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+            image.save(handle, format=image_format)
+
+    return encode
 
 
 class StagedOutputs:
@@ -293,7 +294,7 @@ class StagedOutputs:
 
     def commit(self) -> None:
         for tmp, path in self.pending:
-            os.replace(tmp, path)
+            publish(tmp, path)
         self.pending.clear()
         self.created.clear()
 

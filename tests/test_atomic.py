@@ -108,3 +108,50 @@ def test_replacement_keeps_a_loadable_copy_at_every_instant(tmp_path):
         thread.join()
     assert not missing
     assert (target / "a.txt").read_text() == "29"
+
+
+def test_a_file_is_written_whole_from_text_bytes_or_a_writer(tmp_path):
+    from keras_l2mgan.atomic import write_file_atomic
+
+    target = tmp_path / "out.bin"
+    write_file_atomic(target, "text")
+    assert target.read_text() == "text"
+    write_file_atomic(target, b"bytes")
+    assert target.read_bytes() == b"bytes"
+    write_file_atomic(target, lambda handle: handle.write(b"streamed"))
+    assert target.read_bytes() == b"streamed"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    from keras_l2mgan.atomic import write_file_atomic
+
+    target = tmp_path / "out.txt"
+    target.write_text("good")
+
+    def half(handle):
+        handle.write(b"half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_file_atomic(target, half)
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_staged_files_have_unique_names_and_ordinary_permissions(tmp_path):
+    from keras_l2mgan.atomic import publish, stage_file
+
+    target = tmp_path / "out.txt"
+    previous = os.umask(0o022)
+    try:
+        first, second = stage_file(target, "one"), stage_file(target, "two")
+    finally:
+        os.umask(previous)
+    assert first != second and first.parent == second.parent == tmp_path
+    assert first.stat().st_mode & 0o777 == 0o644
+    assert not target.exists()  # nothing is visible under the name until it is published
+    publish(second, target)
+    publish(first, target)  # the last rename wins, whole
+    assert target.read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

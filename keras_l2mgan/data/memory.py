@@ -12,7 +12,6 @@ trained on by starting at its step.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 from multiprocessing import Pool
@@ -51,10 +50,8 @@ def rendered_faces(num: int, img_size: int, cache_dir: Path, workers: int | None
             images = np.concatenate(pool.map(_render_chunk, jobs))
     else:
         images = np.concatenate([_render_chunk(job) for job in jobs])
-    buffer = io.BytesIO()
-    np.savez(buffer, images=images, params=params)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, buffer.getvalue())
+    write_file_atomic(path, lambda handle: np.savez(handle, images=images, params=params))
     return images, params
 
 

@@ -3,7 +3,6 @@ keras_l2mgan.grid)."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from keras_l2mgan.atomic import write_file_atomic
+from keras_l2mgan.photo import save_atomic
 
 
 def write_atomic(path: str | Path, data: str | bytes | Image.Image) -> Path:
@@ -19,10 +19,8 @@ def write_atomic(path: str | Path, data: str | bytes | Image.Image) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, Image.Image):
-        buffer = io.BytesIO()
-        data.save(buffer, format="PNG")
-        data = buffer.getvalue()
-    return write_file_atomic(path, data)  # a unique temp name: two writers never collide
+        return save_atomic(data, path, image_format="PNG")
+    return write_file_atomic(path, data)
 
 
 def clean_json(value: object) -> object:

@@ -2,13 +2,14 @@
 
 A checkpoint holds every model variable (G, E, D and the target-label seed state), every
 optimizer variable (Adam moments of both optimizers, the EMA of G and E, loss scale) and a
-JSON header (step, config with domain names, variable paths). It is written to a temp file,
-fsynced and renamed, so a run killed at any moment (SIGKILL included) leaves either the old
-set of checkpoints or the old set plus the new one, never a half-written file under a final
-name. A state holding NaN or inf is refused (NonFiniteStateError) and never replaces a good
-checkpoint. Backend-neutral: any backend can read it. On restore each array goes to the
-variable whose path it was saved with (a model whose variables differ is refused, naming the
-first differing path); checkpoints written before the header listed paths load by position.
+JSON header (step, config with domain names, variable paths). It is written to a uniquely
+named temp file, fsynced and renamed (keras_l2mgan.atomic), so a run killed at any moment
+(SIGKILL included) leaves either the old set of checkpoints or the old set plus the new one,
+never a half-written file under a final name. A state holding NaN or inf is refused
+(NonFiniteStateError) and never replaces a good checkpoint. Backend-neutral: any backend can
+read it. On restore each array goes to the variable whose path it was saved with (a model whose
+variables differ is refused, naming the first differing path); checkpoints written before the
+header listed paths load by position.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_l2mgan.atomic import fsync_path
+from keras_l2mgan.atomic import write_file_atomic
 from keras_l2mgan.errors import CorruptFileError
 
 log = logging.getLogger(__name__)
@@ -76,16 +77,7 @@ def save_checkpoint(directory: str | Path, step: int, model, extra: dict[str, An
     _require_finite(step, [*model_vars, *opt_vars], list(arrays.values())[1:])
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_path(directory)
+    write_file_atomic(final, lambda handle: np.savez(handle, **arrays))
     if keep > 0:
         # Only checkpoints that open count toward `keep`: a damaged file must never push a
         # good one out. Damaged ones stay where they are (named when a resume skips them).

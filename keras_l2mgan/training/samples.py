@@ -34,15 +34,11 @@ def sample_grid(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def write_png(grid: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 image atomically."""
-    import io
-
+    """Write a uint8 image atomically, creating its folder."""
     from PIL import Image
 
-    from keras_l2mgan.atomic import write_file_atomic
+    from keras_l2mgan.photo import save_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.fromarray(grid).save(buffer, format="PNG")
-    return write_file_atomic(path, buffer.getvalue())
+    return save_atomic(Image.fromarray(grid), path, image_format="PNG")
