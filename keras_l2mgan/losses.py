@@ -22,6 +22,7 @@ from __future__ import annotations
 from keras import ops
 
 from keras_l2mgan.loss_weights import ORTHOGONALITY_FORMS, LossWeights  # noqa: F401 (re-exported)
+from keras_l2mgan.model import moved_style
 
 
 def _f32(x):
@@ -63,7 +64,7 @@ def orthogonality_loss(a, b, form: str = "cosine"):
 def edited_style(style_encoder, x, source, target):
     """(s, s_un, s_re, s~_re, s~): the codes of x and its full (alpha = 1) edit towards target."""
     s, s_un, s_re, s_tilde_re = style_encoder(x, source, target)
-    return s, s_un, s_re, s_tilde_re, s_un + s_tilde_re
+    return s, s_un, s_re, s_tilde_re, moved_style(s_un, s_re, s_tilde_re)
 
 
 def generator_masks(model, x):

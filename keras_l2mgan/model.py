@@ -24,10 +24,22 @@ def _as_column(alpha, dtype):
     return ops.reshape(alpha, (-1, 1)) if len(alpha.shape) == 1 else alpha
 
 
+def moved_style(s_un, s_re, new_s_re, alpha=None):
+    """The edit formula, written once: s~ = s_un + s_re + alpha * (new_s_re - s_re), the style
+    code with its attribute-related part moved towards new_s_re (s~_re, or a reference's s_re).
+
+    alpha None is the full move the losses train on, computed as s_un + new_s_re like the
+    official trainer (equal to alpha 1 up to float rounding; kept so training stays the same).
+    """
+    if alpha is None:
+        return s_un + new_s_re
+    return s_un + s_re + _as_column(alpha, s_re.dtype) * (new_s_re - s_re)
+
+
 def edit_style(style_encoder: StyleEncoder, x, source, target, alpha=1.0):
     """The edited style code s~ of images x moved from `source` to `target` with strength alpha."""
     _, s_un, s_re, s_tilde_re = style_encoder(x, source, target)
-    return s_un + s_re + _as_column(alpha, s_re.dtype) * (s_tilde_re - s_re)
+    return moved_style(s_un, s_re, s_tilde_re, alpha)
 
 
 def like_style(style_encoder: StyleEncoder, x, source, reference, reference_domain,
@@ -37,7 +49,7 @@ def like_style(style_encoder: StyleEncoder, x, source, reference, reference_doma
     own domain (source for x, reference_domain for the reference)."""
     s_un, s_re = style_encoder.decompose(style_encoder.encode(x, source))
     _, s_re_ref = style_encoder.decompose(style_encoder.encode(reference, reference_domain))
-    return s_un + s_re + _as_column(alpha, s_re.dtype) * (s_re_ref - s_re)
+    return moved_style(s_un, s_re, s_re_ref, alpha)
 
 
 def edit(generator: Generator, style_encoder: StyleEncoder, x, source, target, alpha=1.0,
