@@ -11,19 +11,25 @@ import sys
 import click
 
 from keras_l2mgan.config import MAX_IMG_SIZE, PRESETS
+from keras_l2mgan.loss_weights import ORTHOGONALITY_FORMS, LossWeights
 from keras_l2mgan.training.run import PRECISIONS, TrainOptions
 
 from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, default_backend
 
 # Defaults live in TrainOptions (one place); the CLI shows them.
 DEFAULTS = TrainOptions()
-ORTHOGONALITY = ("cosine", "abs_dot", "abs_product")
+LOSS_DEFAULTS = LossWeights(**DEFAULTS.loss_weights)  # TrainOptions' on LossWeights' own
 IMG_SIZES = [2**n for n in range(5, MAX_IMG_SIZE.bit_length())]  # what L2MConfig accepts
-LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
-                "reconstruction_weight")
+# The loss options: their parameter names -> the LossWeights fields they set.
+LOSS_OPTIONS = {"orthogonality": "orthogonality_form", "diversity_weight": "diversity",
+                "detach_style_target": "detach_style_target",
+                "reconstruction_weight": "reconstruction"}
+TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}, "
+              f"{DEFAULTS.preset}, {DEFAULTS.steps} steps).\n\nProgress goes to stderr; a "
+              "summary with the next commands (or --json) to stdout.")
 
 
-@click.command()
+@click.command(help=TRAIN_HELP)
 @backend_option
 @click.option("--data", type=DataSource(), default=DEFAULTS.data, show_default=True,
               help="Dataset: synthetic faces (generated on first use), celeba, celeba_hq, or a "
@@ -95,16 +101,19 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
 @click.option("--num-examples", type=click.IntRange(min=1), default=None,
               show_default="the whole dataset (synthetic: 20000)",
               help="Size of a synthetic dataset (or a cap on a real one).")
-@click.option("--orthogonality", type=click.Choice(ORTHOGONALITY), default="cosine",
+@click.option("--orthogonality", type=click.Choice(ORTHOGONALITY_FORMS),
+              default=LOSS_DEFAULTS.orthogonality_form,
               show_default=True, help="Form of the orthogonality loss.")
-@click.option("--diversity-weight", type=click.FloatRange(min=0), default=0.0,
+@click.option("--diversity-weight", type=click.FloatRange(min=0),
+              default=LOSS_DEFAULTS.diversity,
               show_default=True,
               help="Weight of the optional diversity-sensitive loss (0 switches it off).")
 @click.option("--reconstruction-weight", type=click.FloatRange(min=0),
-              default=DEFAULTS.loss_weights["reconstruction"], show_default=True,
+              default=LOSS_DEFAULTS.reconstruction, show_default=True,
               help="Weight of |G(x, E(x)) - x|, the edit at alpha 0 giving the input back "
                    "(keeps the face; 0 gives the official losses; see README, Keeping the face).")
-@click.option("--detach-style-target/--no-detach-style-target", default=True, show_default=True,
+@click.option("--detach-style-target/--no-detach-style-target",
+              default=LOSS_DEFAULTS.detach_style_target, show_default=True,
               help="Stop the gradient into the target code of the style reconstruction loss "
                    "(guards against E shrinking every style code; see README).")
 @click.option("--dry-run", is_flag=True,
@@ -113,20 +122,14 @@ LOSS_OPTIONS = ("orthogonality", "diversity_weight", "detach_style_target",
               help="Print the summary as JSON on stdout (progress always goes to stderr).")
 @click.pass_context
 def train(ctx: click.Context, dry_run: bool, json_output: bool, **kwargs) -> None:
-    """Train L2M-GAN (defaults: synthetic faces, smiling, mini_64, 1500 steps).
-
-    Progress goes to stderr; a summary with the next commands (or --json) to stdout.
-    """
+    """`l2m train`; its --help is TRAIN_HELP, which names TrainOptions' defaults."""
     from keras_l2mgan.training.run import resolve_options, saved_backend, validate_options
 
     explicit = {name for name in kwargs
                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
-    weights = {"orthogonality_form": kwargs.pop("orthogonality"),
-               "diversity": kwargs.pop("diversity_weight"),
-               "detach_style_target": kwargs.pop("detach_style_target"),
-               "reconstruction": kwargs.pop("reconstruction_weight")}
-    if explicit & set(LOSS_OPTIONS):
-        explicit = (explicit - set(LOSS_OPTIONS)) | {"loss_weights"}
+    weights = {field: kwargs.pop(name) for name, field in LOSS_OPTIONS.items()}
+    if explicit & LOSS_OPTIONS.keys():
+        explicit = (explicit - LOSS_OPTIONS.keys()) | {"loss_weights"}
     options = TrainOptions(loss_weights=weights, **kwargs)
     backend = _backend(ctx, options.resume and saved_backend(options.resume))
     resolved, run_dir = resolve_options(

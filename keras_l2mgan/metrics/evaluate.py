@@ -27,9 +27,9 @@ import numpy as np
 
 from keras_l2mgan.image_range import to_uint8
 from keras_l2mgan.metrics import distribution, image, registry, synthetic
+from keras_l2mgan.training.samples import ALPHAS  # eval sweeps the strip the samples show
 
 SYNTHETIC, STARGAN_V2 = "synthetic", "stargan_v2"  # the protocols
-ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
 GRID_EXAMPLES = 2  # faces per task in eval_grid.png
 MONOTONIC_TOLERANCE = 1e-3  # probabilities saturate near 0/1; ignore dips smaller than this
 
