@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_l2mgan.bundle import CONFIG_FILE, load_landmarks_mean
 from keras_l2mgan.errors import ServerUnavailableError
-from keras_l2mgan.export import version_dirs
+from keras_l2mgan.export import signature_inputs, version_dirs
 from keras_l2mgan.image_range import to_uint8, to_unit
 
 # assets.extra/training.json of an export: {"data": "synthetic"} when the model was trained on
@@ -146,43 +146,30 @@ class SavedModelEditor(_Editor):
         self.training_data = saved_training_data(version_dir)
 
     def edit(self, images, source, target, alpha) -> np.ndarray:
-        import tensorflow as tf
-
-        outputs = self.loaded.signatures["serving_default"](
-            images=tf.constant(np.asarray(images, np.uint8)),
-            source_domain=tf.constant(np.asarray(source, np.int32)),
-            target_domain=tf.constant(np.asarray(target, np.int32)),
-            alpha=tf.constant(np.asarray(alpha, np.float32)))
-        return outputs["images"].numpy()
+        return self._run("serving_default", "images", images=images, source_domain=source,
+                         target_domain=target, alpha=alpha)
 
     def classify(self, images) -> np.ndarray:
-        import tensorflow as tf
-
-        outputs = self.loaded.signatures["classify"](images=tf.constant(np.asarray(images)))
-        return outputs["source_domain"].numpy()
+        return self._run("classify", "source_domain", images=images)
 
     def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
-        import tensorflow as tf
-
         if "edit_like" not in self.loaded.signatures:
             raise ValueError(f"{self.description} has no edit_like signature (exported before "
                              "reference-guided edits); re-export it with `l2m export`")
-        outputs = self.loaded.signatures["edit_like"](
-            images=tf.constant(np.asarray(images, np.uint8)),
-            reference=tf.constant(np.asarray(references, np.uint8)),
-            source_domain=tf.constant(np.asarray(source, np.int32)),
-            reference_domain=tf.constant(np.asarray(reference_domain, np.int32)),
-            alpha=tf.constant(np.asarray(alpha, np.float32)))
-        return outputs["images"].numpy()
+        return self._run("edit_like", "images", images=images, reference=references,
+                         source_domain=source, reference_domain=reference_domain, alpha=alpha)
 
     def landmarks(self, images) -> np.ndarray:
-        import tensorflow as tf
-
         if not self.has_fan:
             return super().landmarks(images)
-        outputs = self.loaded.signatures["landmarks"](
-            images=tf.constant(np.asarray(images, np.uint8)))
-        return outputs["landmarks"].numpy()
+        return self._run("landmarks", "landmarks", images=images)
+
+    def _run(self, signature: str, output: str, **inputs) -> np.ndarray:
+        """One output of a signature, its inputs given as NumPy in the dtypes export declares."""
+        import tensorflow as tf
+
+        tensors = {name: tf.constant(value) for name, value in signature_inputs(**inputs).items()}
+        return self.loaded.signatures[signature](**tensors)[output].numpy()
 
 
 def saved_training_data(version_dir: Path) -> str | None:
@@ -308,7 +295,7 @@ class ServerEditor(_Editor):
             return super().landmarks(images)
 
         def call(name, images):
-            return self.client.predict(name, {"images": np.asarray(images, np.uint8)},
+            return self.client.predict(name, signature_inputs(images=images),
                                        signature="landmarks")["landmarks"]
         return self._call(call, images)
 

@@ -40,16 +40,24 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from keras_l2mgan.atomic import atomic_directory, check_replaceable
 from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
 from keras_l2mgan.config import L2MConfig
 from keras_l2mgan.image_range import to_uint8_tf, to_unit_tf
 
+if TYPE_CHECKING:
+    import numpy as np
+
 USER_ERROR_EXIT = 2  # the export subprocess's exit code for bad input (one line on stderr)
 VERSION_NAME = re.compile(r"[0-9]+")
 SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "edit_like", "classify",
               "metadata")
+# The inputs of the signatures that take pixels (edit_float takes float32 "images" instead) and
+# their dtypes: the SavedModel declares them, clients and editors send them.
+INPUT_DTYPES = {"images": "uint8", "reference": "uint8", "source_domain": "int32",
+                "target_domain": "int32", "reference_domain": "int32", "alpha": "float32"}
 GUESS_DOMAIN = -1  # edit_like's source_domain / reference_domain: the discriminator's guess
 WARMUP_FILE = "tf_serving_warmup_requests"
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -129,6 +137,13 @@ def _export_in_subprocess(bundle_dir: Path, target: Path, name: str, compute_dty
                            + (lines[-1] if lines else f"exit code {result.returncode}"))
 
 
+def signature_inputs(**values: Any) -> dict[str, np.ndarray]:
+    """Inputs for the exported signatures as NumPy arrays in the dtypes they declare."""
+    import numpy as np
+
+    return {name: np.asarray(value, INPUT_DTYPES[name]) for name, value in values.items()}
+
+
 def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
                  training_data: str | None = None):
     """A tf.Module with the signature functions around a loaded L2MGAN (TF backend)."""
@@ -139,12 +154,14 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
     names = list(config.names)
     config_json = json.dumps(config.to_dict(), sort_keys=True)
 
-    images_u8 = tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")
+    def spec(name, shape):
+        return tf.TensorSpec(shape, INPUT_DTYPES[name], name=name)
+
+    images_u8 = spec("images", [None, size, size, 3])
     images_f32 = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
     encoded = tf.TensorSpec([None], tf.string, name="image_bytes")
-    source = tf.TensorSpec([None], tf.int32, name="source_domain")
-    target = tf.TensorSpec([None], tf.int32, name="target_domain")
-    alpha = tf.TensorSpec([None], tf.float32, name="alpha")
+    source, target, alpha = spec("source_domain", [None]), spec("target_domain", [None]), spec(
+        "alpha", [None])
 
     def check_labels(x, labels, argument):
         batch = tf.shape(x)[0]
@@ -191,8 +208,8 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
         pngs = tf.map_fn(tf.io.encode_png, edited, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": pngs}
 
-    reference_u8 = tf.TensorSpec([None, size, size, 3], tf.uint8, name="reference")
-    reference_domain = tf.TensorSpec([None], tf.int32, name="reference_domain")
+    reference_u8 = spec("reference", [None, size, size, 3])
+    reference_domain = spec("reference_domain", [None])
 
     def domain_or_guess(x, labels, argument):
         batch = tf.shape(x)[0]

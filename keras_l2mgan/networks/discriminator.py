@@ -6,13 +6,7 @@ import keras
 from keras import ops
 
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE, conv
-from keras_l2mgan.networks.common import (
-    build_trunk,
-    check_images,
-    check_labels,
-    run_trunk,
-    select_by_label,
-)
+from keras_l2mgan.networks import common as shared
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -28,26 +22,27 @@ class Discriminator(keras.Model):
                                 max_conv_dim=max_conv_dim)
         self.img_size, self.num_domains = img_size, num_domains
         self.dim_in, self.max_conv_dim = dim_in, max_conv_dim
-        self.from_rgb, self.blocks, self.last_conv, trunk_dim = build_trunk(self.config, "main")
+        self.from_rgb, self.blocks, self.last_conv, trunk_dim = shared.build_trunk(
+            self.config, "main")
         self.classifier = conv(num_domains, 1, name="classifier")
         self.classifier.build((None, 1, 1, trunk_dim))
         self.built = True
 
     def domain_logits(self, x):
         """Logits for every domain, shape (N, num_domains)."""
-        check_images(x, self.img_size, "x")
-        features = run_trunk(self.from_rgb, self.blocks, self.last_conv, x)
+        shared.check_images(x, self.img_size, "x")
+        features = shared.run_trunk(self.from_rgb, self.blocks, self.last_conv, x)
         # A 1x1 conv on a 1x1 map is a Dense; run it as the conv so the weights keep its layout.
         logits = self.classifier(ops.reshape(features, (-1, 1, 1, features.shape[-1])))
         return ops.reshape(logits, (-1, self.num_domains))
 
     def __call__(self, x, labels, **kwargs):
         # Checked here: Layer.__call__ turns NumPy labels into tensors before call() sees them.
-        check_labels(labels, self.num_domains, "labels")
+        shared.check_labels(labels, self.num_domains, "labels")
         return super().__call__(x, labels, **kwargs)
 
     def call(self, x, labels):
-        return select_by_label(self.domain_logits(x), labels, self.num_domains)
+        return shared.select_by_label(self.domain_logits(x), labels, self.num_domains)
 
     def get_config(self):
         return {**super().get_config(), "img_size": self.img_size,

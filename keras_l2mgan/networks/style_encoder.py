@@ -6,13 +6,7 @@ import keras
 from keras import ops
 
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE, dense
-from keras_l2mgan.networks.common import (
-    build_trunk,
-    check_images,
-    check_labels,
-    run_trunk,
-    select_by_label,
-)
+from keras_l2mgan.networks import common as shared
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -59,7 +53,8 @@ class StyleEncoder(keras.Model):
                                 dim_in=dim_in, max_conv_dim=max_conv_dim)
         self.img_size, self.style_dim, self.num_domains = img_size, style_dim, num_domains
         self.dim_in, self.max_conv_dim = dim_in, max_conv_dim
-        self.from_rgb, self.blocks, self.last_conv, trunk_dim = build_trunk(self.config, "shared")
+        self.from_rgb, self.blocks, self.last_conv, trunk_dim = shared.build_trunk(
+            self.config, "shared")
         self.heads = [dense(style_dim, name=f"head{i}") for i in range(num_domains)]
         for head in self.heads:
             head.build((None, trunk_dim))
@@ -72,11 +67,11 @@ class StyleEncoder(keras.Model):
 
     def encode(self, x, source):
         """The full style code s of x in its source domain, shape (N, style_dim)."""
-        check_images(x, self.img_size, "x")
-        check_labels(source, self.num_domains, "source")
-        features = run_trunk(self.from_rgb, self.blocks, self.last_conv, x)
+        shared.check_images(x, self.img_size, "x")
+        shared.check_labels(source, self.num_domains, "source")
+        features = shared.run_trunk(self.from_rgb, self.blocks, self.last_conv, x)
         stacked = ops.stack([head(features) for head in self.heads], axis=1)
-        return select_by_label(stacked, source, self.num_domains)
+        return shared.select_by_label(stacked, source, self.num_domains)
 
     def decompose(self, s):
         """Split s into (s_un, s_re); s == s_un + s_re by construction."""
@@ -85,15 +80,15 @@ class StyleEncoder(keras.Model):
 
     def transform(self, s_re, target):
         """Move the attribute-related code to the target domain: s~_re."""
-        check_labels(target, self.num_domains, "target")
+        shared.check_labels(target, self.num_domains, "target")
         stacked = ops.stack([mlp(s_re) for mlp in self.transformers], axis=1)
-        return select_by_label(stacked, target, self.num_domains)
+        return shared.select_by_label(stacked, target, self.num_domains)
 
     def __call__(self, x, source, target=None, **kwargs):
         # Checked here: Layer.__call__ turns NumPy labels into tensors before call() sees them.
-        check_labels(source, self.num_domains, "source")
+        shared.check_labels(source, self.num_domains, "source")
         if target is not None:
-            check_labels(target, self.num_domains, "target")
+            shared.check_labels(target, self.num_domains, "target")
         return super().__call__(x, source, target, **kwargs)
 
     def call(self, x, source, target=None):

@@ -12,9 +12,13 @@ import base64
 import json
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import numpy as np
+
+from keras_l2mgan.export import signature_inputs
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -52,28 +56,24 @@ class _EditMethods:
     def edit(self, name: str, images: np.ndarray, source: np.ndarray, target: np.ndarray,
              alpha: np.ndarray, version: int | None = None) -> np.ndarray:
         """uint8 (N, S, S, 3) images -> edited uint8 images, through serving_default."""
-        outputs = self.predict(name, {
-            "images": np.asarray(images, np.uint8),
-            "source_domain": np.asarray(source, np.int32),
-            "target_domain": np.asarray(target, np.int32),
-            "alpha": np.asarray(alpha, np.float32)}, version=version)
+        outputs = self.predict(name, signature_inputs(
+            images=images, source_domain=source, target_domain=target, alpha=alpha),
+            version=version)
         return outputs["images"]
 
     def edit_like(self, name: str, images: np.ndarray, references: np.ndarray,
                   source: np.ndarray, reference_domain: np.ndarray, alpha: np.ndarray,
                   version: int | None = None) -> np.ndarray:
         """Reference-guided edit through the edit_like signature (domains -1: guessed)."""
-        outputs = self.predict(name, {
-            "images": np.asarray(images, np.uint8),
-            "reference": np.asarray(references, np.uint8),
-            "source_domain": np.asarray(source, np.int32),
-            "reference_domain": np.asarray(reference_domain, np.int32),
-            "alpha": np.asarray(alpha, np.float32)}, signature="edit_like", version=version)
+        outputs = self.predict(name, signature_inputs(
+            images=images, reference=references, source_domain=source,
+            reference_domain=reference_domain, alpha=alpha), signature="edit_like",
+            version=version)
         return outputs["images"]
 
     def classify(self, name: str, images: np.ndarray, version: int | None = None) -> np.ndarray:
-        outputs = self.predict(name, {"images": np.asarray(images, np.uint8)},
-                               signature="classify", version=version)
+        outputs = self.predict(name, signature_inputs(images=images), signature="classify",
+                               version=version)
         return outputs["source_domain"]
 
 
@@ -297,13 +297,19 @@ def _json_value(array: np.ndarray):
         def encode(item):
             data = item.encode() if isinstance(item, str) else bytes(item)
             return {"b64": base64.b64encode(data).decode("ascii")}
-        flat = [encode(item) for item in array.reshape(-1).tolist()]
-        if array.ndim == 0:
-            return flat[0]
-        nested = np.empty(len(flat), object)
-        nested[:] = flat
-        return nested.reshape(array.shape).tolist()
+        return nested_json(array, encode)
     return array.tolist()
+
+
+def nested_json(array: np.ndarray, encode: Callable[[Any], Any]) -> Any:
+    """encode(item) of every item of a string array, nested in the array's shape (a 0-d array:
+    the item alone), as TF Serving's JSON writes string tensors (client and REST server)."""
+    flat = [encode(item) for item in array.reshape(-1).tolist()]
+    if array.ndim == 0:
+        return flat[0]
+    nested = np.empty(len(flat), object)
+    nested[:] = flat
+    return nested.reshape(array.shape).tolist()
 
 
 def _bytes_array(value) -> np.ndarray:

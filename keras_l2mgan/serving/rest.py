@@ -35,6 +35,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from keras_l2mgan.serving.client import nested_json
 from keras_l2mgan.serving.limits import ServingError, ServingLimits
 
 log = logging.getLogger(__name__)
@@ -347,12 +348,7 @@ def _string(alias: str, data: bytes):
 
 def _to_json(alias: str, array: np.ndarray):
     if array.dtype == object:
-        flat = [_string(alias, bytes(item)) for item in array.reshape(-1)]
-        if array.ndim == 0:
-            return flat[0]
-        nested = np.empty(len(flat), object)
-        nested[:] = flat
-        return nested.reshape(array.shape).tolist()
+        return nested_json(array, lambda item: _string(alias, bytes(item)))
     return array.tolist()
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -269,6 +271,18 @@ _TF_SUFFIX = re.compile(r"\s*(\[\[\{\{node [^}]*\}\}\]\])?\s*(\[Op:[^\]]*\])?\s*
 _ROOT_ERROR = re.compile(r"^\s*\(\d+\) [A-Z_]+: ")
 
 
+def _answer(context, method: str, run: Callable[[], Any]) -> Any:
+    """The body of every gRPC method: a ServingError aborts with its own code, any other error
+    with INTERNAL and its first line (logged in full), so no request takes the server down."""
+    try:
+        return run()
+    except ServingError as error:
+        context.abort(error.code, str(error))
+    except Exception as error:
+        log.exception("%s failed", method)
+        context.abort(grpc.StatusCode.INTERNAL, _first_line(error))
+
+
 def _first_line(error: Exception) -> str:
     """The reason inside a TensorFlow error message, without TensorFlow's wrapping."""
     message = str(getattr(error, "message", None) or error)
@@ -343,13 +357,7 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
         return response
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        try:
-            return self.predict(request, context.time_remaining())
-        except ServingError as error:
-            context.abort(error.code, str(error))
-        except Exception as error:  # never let a request take the server down
-            log.exception("Predict failed")
-            context.abort(grpc.StatusCode.INTERNAL, _first_line(error))
+        return _answer(context, "Predict", lambda: self.predict(request, context.time_remaining()))
 
     def metadata(self, request):
         """A GetModelMetadataRequest -> GetModelMetadataResponse, or a ServingError."""
@@ -374,13 +382,7 @@ class PredictionServicer(_base("prediction_service_pb2_grpc", "PredictionService
         return response
 
     def GetModelMetadata(self, request, context):  # noqa: N802
-        try:
-            return self.metadata(request)
-        except ServingError as error:
-            context.abort(error.code, str(error))
-        except Exception as error:
-            log.exception("GetModelMetadata failed")
-            context.abort(grpc.StatusCode.INTERNAL, _first_line(error))
+        return _answer(context, "GetModelMetadata", lambda: self.metadata(request))
 
 
 class ModelServicer(_base("model_service_pb2_grpc", "ModelServiceServicer")):
@@ -422,10 +424,7 @@ class ModelServicer(_base("model_service_pb2_grpc", "ModelServiceServicer")):
         return response
 
     def GetModelStatus(self, request, context):  # noqa: N802
-        try:
-            return self.status(request)
-        except ServingError as error:
-            context.abort(error.code, str(error))
+        return _answer(context, "GetModelStatus", lambda: self.status(request))
 
 
 @dataclass

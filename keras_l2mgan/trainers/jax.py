@@ -12,13 +12,7 @@ import jax
 import jax.numpy as jnp
 from keras import StatelessScope
 
-from keras_l2mgan.losses import (
-    discriminator_loss,
-    generator_loss,
-    generator_masks,
-    make_fakes,
-    r1_from_gradients,
-)
+from keras_l2mgan import losses
 
 
 def _r1(discriminator):
@@ -28,7 +22,7 @@ def _r1(discriminator):
             return jnp.sum(logits.astype(jnp.float32)), logits
 
         (_, logits), grads = jax.value_and_grad(total, has_aux=True)(x)
-        return logits, r1_from_gradients(grads)
+        return logits, losses.r1_from_gradients(grads)
 
     return r1_fn
 
@@ -64,8 +58,8 @@ def train_step(model, state, data):
                         + list(zip(d_vars, d_values, strict=True))) as scope:
         x, source, target = model.unpack_batch(data)
         x = x.astype(jnp.float32)
-        masks = generator_masks(model, x)  # None without a FAN; both steps share them
-        x_fake = make_fakes(model, x, source, target, masks)
+        masks = losses.generator_masks(model, x)  # None without a FAN; both steps share them
+        x_fake = losses.make_fakes(model, x, source, target, masks)
     non_trainable = [scope.get_current_value(v) for v in non_trainable_vars]
     nt_mapping = list(zip(non_trainable_vars, non_trainable, strict=True))
     weights = model.loss_weights
@@ -73,12 +67,12 @@ def train_step(model, state, data):
     d_values, d_opt_values, d_logs = _network_step(
         model, optimizers.d_optimizer, d_vars, d_values,
         nt_mapping + list(zip(g_vars, g_values, strict=True)), d_opt_values,
-        lambda: discriminator_loss(model, x, x_fake, source, target, weights,
+        lambda: losses.discriminator_loss(model, x, x_fake, source, target, weights,
                                    _r1(model.discriminator)))
     g_values, g_opt_values, g_logs = _network_step(
         model, optimizers.g_optimizer, g_vars, g_values,
         nt_mapping + list(zip(d_vars, d_values, strict=True)), g_opt_values,
-        lambda: generator_loss(model, x, source, target, weights, masks))
+        lambda: losses.generator_loss(model, x, source, target, weights, masks))
 
     logs = {**d_logs, **g_logs}
     scale = getattr(optimizers.g_optimizer, "dynamic_scale", None)

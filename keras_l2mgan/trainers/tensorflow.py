@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_l2mgan.losses import (
-    discriminator_loss,
-    generator_loss,
-    generator_masks,
-    make_fakes,
-    r1_from_gradients,
-)
+from keras_l2mgan import losses
 from keras_l2mgan.trainers import extra_logs
 
 
@@ -21,7 +15,7 @@ def _r1(discriminator):
             logits = discriminator(x, labels)
             # The sum must be taken inside the tape, or the gradient comes back None.
             total = tf.reduce_sum(tf.cast(logits, tf.float32))
-        return logits, r1_from_gradients(tape.gradient(total, x))
+        return logits, losses.r1_from_gradients(tape.gradient(total, x))
 
     return r1_fn
 
@@ -48,16 +42,16 @@ def train_step(model, data):
     x, source, target = model.unpack_batch(data)
     x = tf.cast(x, tf.float32)
 
-    masks = generator_masks(model, x)  # None without a FAN; both steps share them
-    x_fake = make_fakes(model, x, source, target, masks)
+    masks = losses.generator_masks(model, x)  # None without a FAN; both steps share them
+    x_fake = losses.make_fakes(model, x, source, target, masks)
     with tf.GradientTape() as tape:
-        d_loss, d_logs = discriminator_loss(model, x, x_fake, source, target,
+        d_loss, d_logs = losses.discriminator_loss(model, x, x_fake, source, target,
                                             model.loss_weights, _r1(model.discriminator))
         scaled = d_opt.scale_loss(d_loss * per_replica)
     d_opt.apply(_gradients(tape, scaled, optimizers.d_variables), optimizers.d_variables)
 
     with tf.GradientTape() as tape:
-        g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights, masks)
+        g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks)
         scaled = g_opt.scale_loss(g_loss * per_replica)
     g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
 

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from keras_l2mgan.losses import (
-    discriminator_loss,
-    generator_loss,
-    generator_masks,
-    make_fakes,
-    r1_from_gradients,
-)
+from keras_l2mgan import losses
 from keras_l2mgan.trainers import extra_logs
 
 
@@ -22,7 +16,7 @@ def _r1(discriminator):
         x = x.detach().requires_grad_(True)
         logits = discriminator(x, labels)
         (grads,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
-        return logits, r1_from_gradients(grads)
+        return logits, losses.r1_from_gradients(grads)
 
     return r1_fn
 
@@ -42,13 +36,13 @@ def train_step(model, data):
     x = x.float()
 
     with torch.no_grad():
-        masks = generator_masks(model, x)  # None without a FAN; both steps share them
-        x_fake = make_fakes(model, x, source, target, masks)
-    d_loss, d_logs = discriminator_loss(model, x, x_fake, source, target, model.loss_weights,
+        masks = losses.generator_masks(model, x)  # None without a FAN; both steps share them
+        x_fake = losses.make_fakes(model, x, source, target, masks)
+    d_loss, d_logs = losses.discriminator_loss(model, x, x_fake, source, target, model.loss_weights,
                                         _r1(model.discriminator))
     _apply(d_opt, d_opt.scale_loss(d_loss), optimizers.d_variables)
 
-    g_loss, g_logs = generator_loss(model, x, source, target, model.loss_weights, masks)
+    g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks)
     _apply(g_opt, g_opt.scale_loss(g_loss), optimizers.g_variables)
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
