@@ -162,11 +162,11 @@ def main() -> None:
                "cases": {c: CASES[c] for c in cases}, "runs": runs}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from keras_l2mgan.atomic import write_file_atomic
+
     for name, text in (("edit_memory.json", json.dumps(results, indent=2) + "\n"),
                        ("edit_memory.md", markdown(results))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_file_atomic(out / name, text)
     print(markdown(results))
 
 
