@@ -39,7 +39,9 @@ OPTIONS_FILE = "training_options.json"
 # global batch stays the same.
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
                      "log_every", "run_dir", "resume", "verbose", "lr", "devices",
-                     "multi_worker"}
+                     "multi_worker", "blend_changes"}
+# Config fields that change what an edit returns, not any weight: a resume may change them.
+_EDIT_ONLY_FIELDS = ("blend_changes",)
 
 
 @dataclasses.dataclass
@@ -283,6 +285,8 @@ def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptio
         raise FileNotFoundError(f"--resume {run_dir}: no {OPTIONS_FILE} there; "
                                 "pass the directory of an earlier `l2m train` run")
     saved = read_saved_options(saved_file)
+    # Runs from before --blend-changes existed made raw edits.
+    saved.setdefault("blend_changes", False)
     merged = dict(saved)
     for name in explicit:
         value = getattr(options, name)
@@ -426,7 +430,10 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
     if options.resume:
         header = checkpoints.restore_latest(run_dir / "checkpoints", model)
         if header is not None:
-            if header["config"] != config.to_dict():
+            weights_config = {k: v for k, v in config.to_dict().items()
+                              if k not in _EDIT_ONLY_FIELDS}
+            if {k: v for k, v in header["config"].items()
+                    if k not in _EDIT_ONLY_FIELDS} != weights_config:
                 raise ValueError(f"--resume {run_dir}: the checkpoint's model config differs "
                                  "from this run's; resume with the run's own options")
             start_step = header["step"]
