@@ -7,12 +7,13 @@ alpha = 0 reconstructs, 1 is the full edit, > 1 extrapolates.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
 from keras import ops
 
-from keras_l2mgan.config import L2MConfig, get_preset
+from keras_l2mgan.config import PRESETS, L2MConfig, get_preset
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
 from keras_l2mgan.networks import Discriminator, Generator, StyleEncoder
 from keras_l2mgan.networks.common import check_labels
@@ -88,8 +89,40 @@ class L2MGAN(keras.Model):
         self.built = True
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> L2MGAN:
-        return cls(get_preset(name, **overrides))
+    def from_preset(cls, name_or_dir: str | Path, **overrides: Any) -> L2MGAN:
+        """A preset, as keras-hub names them: a preset NAME (config.PRESETS, `overrides` allowed)
+        gives fresh random weights of that config; a preset DIRECTORY (a bundle, as
+        `save_to_preset` or training writes it) gives its config and trained weights.
+
+        A name wins over a same-named folder in the current directory, so `tiny_32` means
+        the same everywhere."""
+        from keras_l2mgan.bundle import load_bundle
+
+        if isinstance(name_or_dir, str) and name_or_dir in PRESETS:
+            model = cls(get_preset(name_or_dir, **overrides))
+            model.preset_source = f"preset {name_or_dir} (random weights)"
+            return model
+        directory = Path(name_or_dir)
+        if not directory.is_dir():  # neither: today's unknown-preset error, which lists names
+            get_preset(str(name_or_dir))
+        if overrides:
+            raise ValueError(f"from_preset({str(directory)!r}): a preset directory's config "
+                             f"is fixed by its weights; overrides ({', '.join(overrides)}) "
+                             "apply to preset names only")
+        model = load_bundle(directory)
+        model.preset_source = str(directory.resolve())
+        return model
+
+    def save_to_preset(self, preset_dir: str | Path, source: str | None = None) -> Path:
+        """Write this model as a preset directory that `from_preset` loads: config.json,
+        model.weights.h5 (this model's weights as they are: after training, call it on
+        `ema_model()` for the EMA weights) and metadata.json; all or nothing, as save_bundle.
+
+        `source` (where the weights came from) defaults to where from_preset loaded them."""
+        from keras_l2mgan.bundle import bundle_metadata, save_bundle
+
+        source = source if source is not None else getattr(self, "preset_source", None)
+        return save_bundle(self, preset_dir, metadata=bundle_metadata(source))
 
     def edit(self, x, source, target, alpha=1.0, masks=None):
         """See :func:`edit`. Labels may be ints (one domain for the whole batch) or (N,) arrays.
