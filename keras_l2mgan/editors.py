@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_l2mgan.bundle import CONFIG_FILE, load_landmarks_mean
+from keras_l2mgan.bundle import CONFIG_FILE, find_bundle_dir, load_landmarks_mean
 from keras_l2mgan.errors import ServerUnavailableError
 from keras_l2mgan.export import signature_inputs, version_dirs
 from keras_l2mgan.image_range import to_uint8, to_unit
@@ -352,9 +352,7 @@ def open_editor(model: str | None, server: str | None = None,
     versions = version_dirs(path)
     if versions:
         return SavedModelEditor(versions[max(versions)])
-    from keras_l2mgan.export import resolve_bundle_dir
-
-    return KerasEditor(resolve_bundle_dir(path))
+    return KerasEditor(find_bundle_dir(path))
 
 
 def models_dir() -> Path:

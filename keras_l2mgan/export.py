@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keras_l2mgan.atomic import atomic_directory, check_replaceable
-from keras_l2mgan.bundle import CONFIG_FILE, WEIGHTS_FILE
+from keras_l2mgan.bundle import CONFIG_FILE, find_bundle_dir
 from keras_l2mgan.config import L2MConfig
 from keras_l2mgan.image_range import to_uint8_tf, to_unit_tf
 
@@ -67,20 +67,6 @@ SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", 
 SAVED_MODEL_KIND = "SavedModel version directory"
 
 
-def resolve_bundle_dir(path: str | Path) -> Path:
-    """A run dir (RUN_DIR/model/) or a bundle dir itself -> the bundle dir."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model path {path} does not exist; pass a run dir or a bundle dir")
-    for candidate in (path, path / "model"):
-        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{path} is neither a run dir nor a model bundle: expected {CONFIG_FILE} and "
-        f"{WEIGHTS_FILE} in it or in {path / 'model'}"
-    )
-
-
 def version_dirs(model_dir: str | Path) -> dict[int, Path]:
     """The numeric version subdirectories of saved_models/NAME, as TF Serving sees them."""
     model_dir = Path(model_dir)
@@ -100,7 +86,7 @@ def export_saved_model(source: str | Path, name: str, version: int | None = None
                        output_dir: str | Path = "saved_models",
                        compute_dtype: str = "float32", overwrite: bool = False) -> Path:
     """Export the bundle at `source` (run dir or bundle dir) to output_dir/name/version/."""
-    bundle_dir = resolve_bundle_dir(source)
+    bundle_dir = find_bundle_dir(source)
     L2MConfig.load(bundle_dir / CONFIG_FILE)  # a damaged config is one line before any work
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
