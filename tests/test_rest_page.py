@@ -124,7 +124,10 @@ def test_page_edits_in_a_real_browser(page_url, tmp_path):
         _wait_done(driver, "1")
         before, after = _canvas(driver, "before"), _canvas(driver, "after")
         assert before.shape == after.shape == (64, 64, 3)
-        assert np.abs(after.astype(int) - before).mean() > 2, "the edit changed nothing"
+        # The shipped smiling model blends its edit into the input, so only the mouth changes:
+        # count the pixels the edit moved by more than 16 grey levels.
+        moved = (np.abs(after.astype(int) - before).max(axis=-1) > 16).sum()
+        assert moved >= 20, f"the edit changed nothing (only {moved} pixels moved)"
         assert len(driver.find_elements(By.CSS_SELECTOR, "#strip canvas")) == 6
         assert driver.find_element(By.ID, "download").get_attribute("href").startswith(
             "data:image/png;base64,")
