@@ -19,17 +19,6 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _devices(backend: str) -> list[str]:
-    """Devices Keras can place work on. The torch backend has no keras.distribution support."""
-    import keras
-
-    if backend != "torch":
-        return keras.distribution.list_devices()
-    import torch
-
-    return ["cpu:0"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-
-
 @click.command()
 @backend_option
 @click.option("--no-counts", is_flag=True, help="Skip building each preset to count parameters.")
@@ -39,11 +28,13 @@ def info(no_counts: bool) -> None:
 
     from keras_l2mgan import __version__
     from keras_l2mgan.config import PRESET_DESCRIPTIONS, PRESETS
+    from keras_l2mgan.trainers import current_trainer
 
     click.echo(f"keras-l2mgan {__version__}  (Python {platform.python_version()})")
     click.echo(f"backend: {keras.backend.backend()}")
     click.echo("libraries: " + ", ".join(f"{p} {_version(p)}" for p in _LIBRARIES))
-    click.echo("devices: " + ", ".join(_devices(keras.backend.backend())))
+    # The same list `l2m train --devices` picks from.
+    click.echo("devices: " + ", ".join(current_trainer().list_devices()))
     click.echo("presets:")
     for name, config in PRESETS.items():
         line = (f"  {name:<14} {config.img_size:>3} px  domains {config.num_domains}  "

@@ -17,6 +17,7 @@ from keras_l2mgan.config import PRESETS, L2MConfig, get_preset
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
 from keras_l2mgan.networks import Discriminator, Generator, StyleEncoder
 from keras_l2mgan.networks.common import check_labels
+from keras_l2mgan.trainers import current_trainer
 
 
 def _as_column(alpha, dtype):
@@ -226,11 +227,11 @@ class L2MGAN(keras.Model):
         """Set up training: Adam(lr, 0.0, 0.99, weight decay) for G+E (with EMA) and for D.
 
         Under a ``mixed_float16`` policy both optimizers are wrapped in a LossScaleOptimizer
-        (dynamic loss scaling; a step with non-finite gradients is skipped). On torch the step
-        always runs eagerly: torch.compile cannot take R1's double backward.
+        (dynamic loss scaling; a step with non-finite gradients is skipped). On a backend whose
+        trainer has SUPPORTS_JIT False (torch: torch.compile cannot take R1's double backward)
+        the step always runs eagerly.
         """
         from keras_l2mgan.losses import LossWeights
-        from keras_l2mgan.trainers import get_trainer
         from keras_l2mgan.training.optimizers import GANOptimizers, adam, inner
 
         if isinstance(loss_weights, dict) or loss_weights is None:
@@ -244,7 +245,8 @@ class L2MGAN(keras.Model):
             LSO = keras.optimizers.LossScaleOptimizer
             g_optimizer = g_optimizer if isinstance(g_optimizer, LSO) else LSO(g_optimizer)
             d_optimizer = d_optimizer if isinstance(d_optimizer, LSO) else LSO(d_optimizer)
-        if keras.backend.backend() == "torch":
+        trainer = current_trainer()
+        if not trainer.SUPPORTS_JIT:
             jit_compile = False
         if getattr(self, "seed_generator", None) is None:
             self.seed_generator = keras.random.SeedGenerator(seed, name="target_labels")
@@ -258,19 +260,13 @@ class L2MGAN(keras.Model):
         self.optimizer = optimizers
         # Build now (fit() does not on every backend): checkpoints can then load into it.
         optimizers.build(self.trainable_variables)
-        self._train_step_fn = get_trainer(keras.backend.backend())
+        self._train_step_fn = trainer.train_step
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy, Keras 3's TensorFlow trainer opens an extra iterator
-        # on the training data and all-reduces its first batch, only to read shapes. That
-        # (a) fails on dict batches under MultiWorkerMirroredStrategy ("Attempt to convert a
-        # value ({'images': PerReplica:...}) with an unsupported type (<class 'dict'>) to a
-        # Tensor", keras-team/keras#20329) and (b) consumes one pass of the seeded shuffle,
-        # so training would start on another order than a one-device run with the same
-        # seed. This model is built by __init__ and compile(): the element spec is enough.
-        if iterator is not None and self._distribute_strategy is not None:
-            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
-            iterator = None
+        # Keras' TensorFlow trainer calls this before the first step; the backend's trainer
+        # may change what it builds from (trainers/tensorflow.py: keras-team/keras#20329).
+        iterator, data_batch = current_trainer().symbolic_build_inputs(self, iterator,
+                                                                       data_batch)
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, *args):
@@ -299,8 +295,7 @@ class L2MGAN(keras.Model):
 
         This is what samples, evaluation and export use. Built once, refreshed on each call.
         """
-        if getattr(self, "jax_state_sync", None) is not None:
-            self.jax_state_sync()
+        current_trainer().sync_state(self)
         copy = getattr(self, "_ema_copy", None)
         if copy is None:
             policy = keras.config.dtype_policy()

@@ -1,22 +1,63 @@
-"""One train step per backend: the only backend-specific code of training.
+"""Everything that differs between Keras backends: one module per backend, picked here.
 
-Each module exposes ``train_step`` and follows the split of Keras' own trainers
-(keras/src/backend/<backend>/trainer.py): the losses come from keras_l2mgan.losses, the module
-only takes gradients and applies them. One iteration is a D step, then a G+E step that sees
-the updated D.
+Keras picks a trainer per backend once (keras/src/backend/<backend>/trainer.py); so does this
+package. Outside it, only the CLI (choosing the backend) and export (choosing a process) name a
+backend: the rest of the code asks ``get_trainer(backend)`` or ``current_trainer()`` and calls
+the same names on whichever module comes back. Each of tensorflow.py, jax.py and torch.py
+defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
+
+``train_step(model, *args)``
+    One iteration: a D step, then a G+E step that sees the updated D. The losses come from
+    keras_l2mgan.losses; the module only takes gradients and applies them. TF and torch are
+    called as ``train_step(model, data)``, JAX as ``train_step(model, state, data)``.
+``SUPPORTS_JIT``
+    Whether ``compile(jit_compile=True)`` may be honoured (False: the step always runs eagerly).
+``SUPPORTS_MIXED_FLOAT16``
+    Whether ``--precision mixed_float16`` (dynamic loss scaling) trains on this backend.
+``SUPPORTS_MULTI_DEVICE`` / ``SUPPORTS_MULTI_WORKER``
+    Whether ``--devices N`` (N > 1) / ``--multi-worker`` can run on this backend.
+``default_jit() -> bool``
+    What ``--jit`` means when not given.
+``list_devices() -> list[str]``
+    The devices work can be placed on, as "cpu:0", "gpu:0", "cuda:0"... (``l2m info`` prints
+    them; ``--devices`` picks among them).
+``data_parallel(devices) -> context manager``
+    Sets up data-parallel training over ``devices``; the model is built inside the context.
+``multi_worker_strategy()``
+    The tf.distribute strategy of ``--multi-worker`` (TF_CONFIG's workers).
+``sync_state(model)``
+    Copies the state a jitted step keeps outside the Keras variables back into them, before
+    anything reads the variables (checkpoints, the EMA copy).
+``symbolic_build_inputs(model, iterator, data_batch) -> (iterator, data_batch)``
+    What the model's ``_maybe_symbolic_build`` passes on to Keras (a TF workaround).
+
+Importing this package imports no backend; ``get_trainer`` imports one backend's module (and
+so keras and that backend's library).
 """
 
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
+
+BACKENDS = ("tensorflow", "jax", "torch")  # each has a module of the same name here
+HOOKS = ("train_step", "SUPPORTS_JIT", "SUPPORTS_MIXED_FLOAT16", "SUPPORTS_MULTI_DEVICE",
+         "SUPPORTS_MULTI_WORKER", "default_jit", "list_devices", "data_parallel",
+         "multi_worker_strategy", "sync_state", "symbolic_build_inputs")
 
 
-def get_trainer(backend: str):
-    """The ``train_step(model, *args)`` function of a Keras backend."""
-    backends = ("tensorflow", "jax", "torch")  # each has a module of the same name here
-    if backend not in backends:
-        raise ValueError(f"no L2M-GAN trainer for backend {backend!r}; use one of {backends}")
-    return importlib.import_module(f"keras_l2mgan.trainers.{backend}").train_step
+def get_trainer(backend: str) -> ModuleType:
+    """The module of a Keras backend's train step and hooks (see this package's docstring)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"no L2M-GAN trainer for backend {backend!r}; use one of {BACKENDS}")
+    return importlib.import_module(f"keras_l2mgan.trainers.{backend}")
+
+
+def current_trainer() -> ModuleType:
+    """The trainer module of the backend keras runs on."""
+    import keras
+
+    return get_trainer(keras.backend.backend())
 
 
 def extra_logs(optimizers) -> dict:

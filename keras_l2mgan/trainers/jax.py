@@ -8,11 +8,21 @@ of target labels updates the seed generator's state the same way.
 
 from __future__ import annotations
 
+import contextlib
+from typing import NoReturn
+
 import jax
 import jax.numpy as jnp
+import keras
 from keras import StatelessScope
 
 from keras_l2mgan import losses
+
+SUPPORTS_JIT = True
+# No dynamic loss scaling for two optimizers here: --precision mixed_bfloat16 instead.
+SUPPORTS_MIXED_FLOAT16 = False
+SUPPORTS_MULTI_DEVICE = True  # keras.distribution.DataParallel
+SUPPORTS_MULTI_WORKER = False  # --multi-worker is TensorFlow's MultiWorkerMirroredStrategy
 
 
 def _r1(discriminator):
@@ -84,3 +94,34 @@ def train_step(model, state, data):
     trainable = [new_value[id(v)] for v in model_variables]
     optimizer_values = list(own) + list(g_opt_values) + list(d_opt_values)
     return logs, (trainable, non_trainable, optimizer_values, metrics_values)
+
+
+def default_jit() -> bool:
+    """Always: eager JAX dispatches op by op, many times slower."""
+    return True
+
+
+def list_devices() -> list[str]:
+    """GPUs (or TPUs) when there are any, else the CPU devices, as "gpu:0", "cpu:0"."""
+    return keras.distribution.list_devices()
+
+
+def data_parallel(devices: list[str]) -> contextlib.AbstractContextManager:
+    # A global setting: variables and batches built from now on are placed over `devices`.
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return contextlib.nullcontext()
+
+
+def multi_worker_strategy() -> NoReturn:
+    raise NotImplementedError("--multi-worker runs on TensorFlow only (SUPPORTS_MULTI_WORKER)")
+
+
+def sync_state(model) -> None:
+    """fit() keeps the jitted step's state outside the variables until the epoch ends: copy it
+    back before the variables are read (checkpoints, the EMA copy)."""
+    model.jax_state_sync()
+
+
+def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
+    """Unchanged (Keras' JAX trainer does not call _maybe_symbolic_build)."""
+    return iterator, data_batch

@@ -1,11 +1,24 @@
-"""TensorFlow train step: GradientTape, with R1's input gradient taken by a nested tape."""
+"""TensorFlow train step: GradientTape, with R1's input gradient taken by a nested tape.
+
+Also the TensorFlow side of the hooks listed in keras_l2mgan/trainers/__init__.py:
+tf.distribute for --devices and --multi-worker, and a workaround for Keras' symbolic build
+under a strategy.
+"""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
+import keras
 import tensorflow as tf
 
 from keras_l2mgan import losses
 from keras_l2mgan.trainers import extra_logs
+
+SUPPORTS_JIT = True
+SUPPORTS_MIXED_FLOAT16 = True
+SUPPORTS_MULTI_DEVICE = True  # MirroredStrategy
+SUPPORTS_MULTI_WORKER = True  # MultiWorkerMirroredStrategy
 
 
 def _r1(discriminator):
@@ -25,7 +38,7 @@ def _gradients(tape, loss, variables):
     return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
 
 
-def in_multi_worker_mode(strategy) -> bool:
+def _in_multi_worker_mode(strategy) -> bool:
     """Whether Keras reduces this strategy's step outputs across workers (the test Keras'
     TensorFlow trainer makes)."""
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -56,9 +69,49 @@ def train_step(model, data):
     g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
-    if in_multi_worker_mode(strategy):
+    if _in_multi_worker_mode(strategy):
         # Keras 3 reduces each output across workers with reduce("MEAN", v, axis=0), which
         # fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions",
         # keras-team/keras#20585); as shape (1,) they reduce to the scalar global mean.
         logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
     return logs
+
+
+def default_jit() -> bool:
+    """XLA with a GPU, not on CPU, where it made the 64 px train step 1.6-3.2x slower (README,
+    Speed)."""
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def list_devices() -> list[str]:
+    """GPUs when there are any, else the CPU (logical) devices, as "gpu:0", "cpu:0"."""
+    return keras.distribution.list_devices()
+
+
+def data_parallel(devices: list[str]) -> AbstractContextManager:
+    """MirroredStrategy's scope: variables made inside it are mirrored on every device."""
+    return tf.distribute.MirroredStrategy(devices).scope()
+
+
+def multi_worker_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy over the workers of TF_CONFIG (each one's local GPUs, else
+    its CPU, are its replicas). Must run before anything else initialises TensorFlow's runtime
+    in this process."""
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def sync_state(model) -> None:
+    """Nothing to do: the step updates the Keras variables themselves."""
+
+
+def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
+    """Under a tf.distribute strategy, Keras 3's TensorFlow trainer opens an extra iterator
+    on the training data and all-reduces its first batch, only to read shapes. That
+    (a) fails on dict batches under MultiWorkerMirroredStrategy ("Attempt to convert a
+    value ({'images': PerReplica:...}) with an unsupported type (<class 'dict'>) to a
+    Tensor", keras-team/keras#20329) and (b) consumes one pass of the seeded shuffle,
+    so training would start on another order than a one-device run with the same
+    seed. This model is built by __init__ and compile(): the element spec is enough."""
+    if iterator is not None and model._distribute_strategy is not None:
+        return None, iterator.data_adapter.get_tf_dataset().element_spec
+    return iterator, data_batch

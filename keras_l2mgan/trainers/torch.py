@@ -1,14 +1,23 @@
 """PyTorch train step: eager autograd; R1 by torch.autograd.grad(create_graph=True).
 
-torch.compile cannot run R1's double backward, so the step stays eager.
+torch.compile cannot run R1's double backward, so the step stays eager. Training runs on one
+device: keras.distribution does not exist for torch.
 """
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import NoReturn
 
 import torch
 
 from keras_l2mgan import losses
 from keras_l2mgan.trainers import extra_logs
+
+SUPPORTS_JIT = False  # jit_compile=True is turned off by L2MGAN.compile()
+SUPPORTS_MIXED_FLOAT16 = True
+SUPPORTS_MULTI_DEVICE = False
+SUPPORTS_MULTI_WORKER = False
 
 
 def _r1(discriminator):
@@ -47,3 +56,30 @@ def train_step(model, data):
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
     return {k: v.detach() if hasattr(v, "detach") else v for k, v in logs.items()}
+
+
+def default_jit() -> bool:
+    return False
+
+
+def list_devices() -> list[str]:
+    """The CPU and every CUDA device, as "cpu:0", "cuda:0"."""
+    return ["cpu:0"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def data_parallel(devices: list[str]) -> AbstractContextManager:
+    raise ValueError(f"--devices {len(devices)}: multi-device training runs on the tensorflow "
+                     "(MirroredStrategy) and jax (DataParallel) backends, not on torch")
+
+
+def multi_worker_strategy() -> NoReturn:
+    raise NotImplementedError("--multi-worker runs on TensorFlow only (SUPPORTS_MULTI_WORKER)")
+
+
+def sync_state(model) -> None:
+    """Nothing to do: the step updates the Keras variables themselves."""
+
+
+def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
+    """Unchanged (Keras' torch trainer does not call _maybe_symbolic_build)."""
+    return iterator, data_batch

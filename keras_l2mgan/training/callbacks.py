@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_l2mgan.bundle import save_bundle
+from keras_l2mgan.trainers import current_trainer
 from keras_l2mgan.training import checkpoints
 from keras_l2mgan.training.samples import sample_grid, write_png
 
@@ -116,8 +117,7 @@ class RunCallback(keras.callbacks.Callback):
         return path
 
     def write_checkpoint(self) -> Path | None:
-        if hasattr(self.model, "jax_state_sync"):
-            self.model.jax_state_sync()
+        current_trainer().sync_state(self.model)  # the variables are read below
         if not self.write:
             checkpoints.check_finite(self.step, self.model)
             return None

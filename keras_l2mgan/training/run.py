@@ -27,6 +27,7 @@ from typing import Any
 from keras_l2mgan.atomic import write_file_atomic
 from keras_l2mgan.config import PRESETS, get_preset
 from keras_l2mgan.errors import CorruptFileError, RunFailure
+from keras_l2mgan.trainers import get_trainer
 from keras_l2mgan.training.run_lock import LOCK_FILE, RunDirLock
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -125,9 +126,12 @@ def validate_options(options: TrainOptions) -> None:
     if options.multi_worker and in_memory(options.data):
         raise ValueError(f"--data {options.data} cannot be sharded across workers; use --data "
                          "synthetic (tf.data) with --multi-worker")
-    if options.precision == "mixed_float16" and options.backend == "jax":
-        raise ValueError("--precision mixed_float16 is not supported on jax (no dynamic loss "
-                         "scaling for two optimizers there); use --precision mixed_bfloat16")
+    if options.precision == "mixed_float16" and options.backend is not None:
+        # Asking the trainer imports keras and the backend's library: only for this precision.
+        if not get_trainer(options.backend).SUPPORTS_MIXED_FLOAT16:
+            raise ValueError(f"--precision mixed_float16 is not supported on {options.backend} "
+                             "(no dynamic loss scaling for two optimizers there); use "
+                             "--precision mixed_bfloat16")
 
 
 def check_options(options: TrainOptions) -> None:
@@ -148,33 +152,22 @@ def check_options(options: TrainOptions) -> None:
 
 def resolve_devices(spec: str, backend: str) -> list[str]:
     """Device names for --devices N|all: GPUs when there are any, else CPU (logical) devices.
-    torch trains on one device (keras.distribution does not exist there): more is refused."""
-    if backend == "torch":
+    A backend that trains on one device (torch) refuses more."""
+    trainer = get_trainer(backend)
+    names = trainer.list_devices()
+    names = [n for n in names if not n.lower().startswith("cpu")] or names
+    if not trainer.SUPPORTS_MULTI_DEVICE:
         if spec != "all" and spec.strip().isdigit() and int(spec) > 1:
-            raise ValueError(f"--devices {spec}: the torch backend trains on one device; pass "
-                             "--devices 1, or --backend tensorflow or jax for more")
-        import torch
-
-        return ["cuda:0" if torch.cuda.is_available() else "cpu"]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        names = [d.name for d in devices]
-    else:
-        import keras
-
-        names = keras.distribution.list_devices()
-        gpus = [n for n in names if not n.lower().startswith("cpu")]
-        names = gpus or names
+            raise ValueError(f"--devices {spec}: the {backend} backend trains on one device; "
+                             "pass --devices 1, or --backend tensorflow or jax for more")
+        return names[:1]
     if spec == "all":
         return names
     try:
         count = int(spec)
     except ValueError:
         raise ValueError(f"--devices must be a number or 'all', got {spec!r}") from None
-    kind = "CPU device" if all(n.lower().split("/")[-1].startswith(("cpu", "device:cpu"))
-                              for n in names) else "GPU"
+    kind = "CPU device" if all(n.lower().startswith("cpu") for n in names) else "GPU"
     if count < 1:
         raise ValueError(f"--devices must be 1 or more (or 'all'), got {count}; this machine "
                          f"has {len(names)} {kind}(s) to train on: {', '.join(names)}")
@@ -185,16 +178,11 @@ def resolve_devices(spec: str, backend: str) -> list[str]:
 
 
 def use_jit(jit: bool | None, backend: str) -> bool:
-    """--jit/--no-jit, else auto: tensorflow uses XLA with a GPU, not on CPU, where it made the
-    64 px train step 1.6-3.2x slower (README, Speed); jax always jits (its eager mode dispatches
-    op by op, many times slower); torch always runs eagerly."""
+    """--jit/--no-jit, else auto: the backend trainer's default_jit() (tensorflow: with a GPU;
+    jax: always; torch: never)."""
     if jit is not None:
         return bool(jit)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_logical_devices("GPU"))
-    return backend == "jax"
+    return get_trainer(backend).default_jit()
 
 
 @dataclasses.dataclass
@@ -206,9 +194,10 @@ class Distribution:
 
 
 def _multi_worker_distribution(options: TrainOptions, backend: str) -> Distribution:
-    """MultiWorkerMirroredStrategy over the workers of TF_CONFIG (every worker runs the same
-    command; each one's local GPUs, else its CPU, are its replicas)."""
-    if backend != "tensorflow":
+    """The trainer's multi-worker strategy over the workers of TF_CONFIG (every worker runs the
+    same command; each one's local GPUs, else its CPU, are its replicas)."""
+    trainer = get_trainer(backend)
+    if not trainer.SUPPORTS_MULTI_WORKER:
         raise ValueError(f"--multi-worker runs on the tensorflow backend, not {backend}; "
                          "pass --backend tensorflow")
     try:
@@ -223,10 +212,8 @@ def _multi_worker_distribution(options: TrainOptions, backend: str) -> Distribut
     if options.devices != "1":
         raise ValueError("--multi-worker uses every local GPU of each worker (else its CPU); "
                          "drop --devices")
-    import tensorflow as tf
-
-    # Must run before anything else initialises TensorFlow's runtime in this process.
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    # Before anything else initialises the backend's runtime in this process.
+    strategy = trainer.multi_worker_strategy()
     replicas = strategy.num_replicas_in_sync
     if options.batch_size % replicas:
         raise ValueError(f"--batch-size {options.batch_size} is not divisible by the {replicas} "
@@ -246,17 +233,7 @@ def _distribution(options: TrainOptions, backend: str) -> Distribution:
                          f"devices; use a multiple of {count}")
     if count == 1:
         return Distribution(contextlib.nullcontext(), 1)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return Distribution(tf.distribute.MirroredStrategy(devices).scope(), count)
-    if backend == "jax":
-        import keras
-
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return Distribution(contextlib.nullcontext(), count)
-    raise ValueError(f"--devices {count}: multi-device training runs on the tensorflow "
-                     "(MirroredStrategy) and jax (DataParallel) backends, not on torch")
+    return Distribution(get_trainer(backend).data_parallel(devices), count)
 
 
 def resolve_options(options: TrainOptions, explicit: set[str] | None = None
