@@ -393,8 +393,9 @@ def _edit_batch(editor, batch, inputs, destinations, detector, face_index, fixed
     if fixed is not None:
         sources = np.full(len(jobs), fixed, np.int32)
     else:
-        sources = np.concatenate([np.asarray(editor.classify(crops[i:i + batch_size]), np.int32)
-                                  for i in range(0, len(jobs), batch_size)])
+        sources = np.concatenate([
+            np.asarray(editor.guess_domain(crops[i:i + batch_size]), np.int32)
+            for i in range(0, len(jobs), batch_size)])
     like = targets if isinstance(targets, _Reference) else None
     goals = np.full(len(jobs), -1, np.int32)
     for k, n in enumerate(batch):
@@ -604,7 +605,7 @@ def _reference(editor, path: Path, like_source: str | None, detector: str,
     if like_source is not None:
         domain = domain_index(editor.domain_names, like_source, "--like-from")
     else:
-        domain = int(editor.classify(crops[:1])[0])
+        domain = int(editor.guess_domain(crops[:1])[0])
     return _Reference(path, crops[0], domain)
 
 

@@ -27,11 +27,11 @@ def export(run_dir: str, name: str, version: int | None, output_dir: str, comput
 
     Always runs through the TensorFlow backend, whatever backend trained the model.
     """
-    from keras_l2mgan.export import SIGNATURES, export_saved_model
+    from keras_l2mgan.export import export_saved_model, exported_signatures
 
     try:
         target = export_saved_model(run_dir, name, version=version, output_dir=output_dir,
                                     compute_dtype=compute_dtype, overwrite=overwrite)
     except RuntimeError as error:  # the TensorFlow subprocess failed
         raise click.ClickException(str(error)) from None
-    click.echo(f"exported {target} (signatures: {', '.join(SIGNATURES)})")
+    click.echo(f"exported {target} (signatures: {', '.join(exported_signatures(target))})")

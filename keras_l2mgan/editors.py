@@ -1,7 +1,7 @@
 """Where an edit runs: a Keras bundle, an exported SavedModel, or a TF Serving server.
 
 All three take uint8 (N, S, S, 3) face crops and return uint8 edits, and guess source domains
-with the discriminator (the SavedModel's `classify` signature). A model with a FAN (a bundle
+with the discriminator (the SavedModel's `guess_domain` signature). A model with a FAN (a bundle
 with one; an export's `landmarks` signature) also gives face landmarks, and with the mean
 CelebA-HQ landmarks (``landmarks_mean``) `l2m edit` aligns faces the way StarGAN v2 does. This
 module also maps attribute requests (`--to smiling,male`) to domain indices, and tells a model
@@ -30,7 +30,7 @@ FAN_INPUT_SIZE = 256
 
 
 class _Editor:
-    """What every editor offers besides edit and classify."""
+    """What every editor offers besides edit and guess_domain."""
 
     has_fan = False  # landmarks() works
     landmarks_mean: np.ndarray | None = None  # (98, 2) mean CelebA-HQ landmarks at 256 px
@@ -87,7 +87,7 @@ class KerasEditor(_Editor):
                             np.asarray(alpha, np.float32))
         return to_uint8(ops.convert_to_numpy(y))
 
-    def classify(self, images) -> np.ndarray:
+    def guess_domain(self, images) -> np.ndarray:
         from keras import ops
 
         x = to_unit(images)
@@ -109,7 +109,7 @@ def _guessed(editor, images, domains) -> np.ndarray:
     """(N,) int32 domains with every -1 replaced by the editor's guess for that image."""
     domains = np.asarray(domains, np.int32).reshape(-1)
     if (domains < 0).any():
-        domains = np.where(domains < 0, np.asarray(editor.classify(images), np.int32), domains)
+        domains = np.where(domains < 0, np.asarray(editor.guess_domain(images), np.int32), domains)
     return domains
 
 
@@ -134,10 +134,14 @@ class SavedModelEditor(_Editor):
         import tensorflow as tf
 
         self.loaded = tf.saved_model.load(str(version_dir))
-        missing = {"serving_default", "classify"} - set(self.loaded.signatures)
+        missing = {"serving_default", "guess_domain"} - set(self.loaded.signatures)
         if missing:
+            # Exports made before the rename call it classify: the fix is a re-export.
+            renamed = ("; it predates the classify -> guess_domain rename: re-export it with "
+                       "`l2m export RUN_DIR --name NAME --overwrite`"
+                       if "classify" in self.loaded.signatures else "")
             raise ValueError(f"SavedModel {version_dir} lacks the {', '.join(sorted(missing))} "
-                             "signature(s) of an `l2m export`")
+                             f"signature(s) of an `l2m export`{renamed}")
         self.description = f"SavedModel {version_dir}"
         self.img_size = config.img_size
         self.domain_names = list(config.names)
@@ -149,8 +153,8 @@ class SavedModelEditor(_Editor):
         return self._run("serving_default", "images", images=images, source_domain=source,
                          target_domain=target, alpha=alpha)
 
-    def classify(self, images) -> np.ndarray:
-        return self._run("classify", "source_domain", images=images)
+    def guess_domain(self, images) -> np.ndarray:
+        return self._run("guess_domain", "source_domain", images=images)
 
     def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
         if "edit_like" not in self.loaded.signatures:
@@ -283,8 +287,8 @@ class ServerEditor(_Editor):
     def edit(self, images, source, target, alpha) -> np.ndarray:
         return self._call(self.client.edit, images, source, target, alpha)
 
-    def classify(self, images) -> np.ndarray:
-        return self._call(self.client.classify, images)
+    def guess_domain(self, images) -> np.ndarray:
+        return self._call(self.client.guess_domain, images)
 
     def edit_like(self, images, references, source, reference_domain, alpha) -> np.ndarray:
         return self._call(self.client.edit_like, images, references, source, reference_domain,

@@ -1,9 +1,17 @@
 """Export an inference bundle as a TensorFlow SavedModel in TF Serving's layout.
 
 ``saved_models/NAME/VERSION/`` holds ``saved_model.pb``, ``variables/`` and
-``assets.extra/tf_serving_warmup_requests``. The export always runs on the TensorFlow backend:
-from a JAX or torch process it re-runs itself in a subprocess with KERAS_BACKEND=tensorflow,
-rebuilding the model from the bundle (weights are backend-neutral).
+``assets.extra/tf_serving_warmup_requests``. The SavedModel is written by Keras's own
+``keras.export.ExportArchive``: the model is tracked, each signature below is one
+``add_endpoint(name, function, input_signature)``, and ``write_out`` saves them all.
+
+The export always runs on the TensorFlow backend: from a JAX or torch process it re-runs itself
+in a subprocess with KERAS_BACKEND=tensorflow, rebuilding the model from the bundle (weights are
+backend-neutral). ExportArchive exists on JAX too, but there each endpoint is converted with
+jax2tf as one JAX computation, and the signatures around the model are TensorFlow programs:
+edit_encoded decodes and encodes images with ``tf.io`` (strings have no JAX type), metadata
+returns string constants, and every edit checks its labels with ``tf.debugging`` asserts; the
+JAX lowering would also fix the platform the SavedModel runs on. So JAX keeps the subprocess.
 
 Signatures (every batched input has a leading batch dimension of any size):
 
@@ -17,8 +25,9 @@ Signatures (every batched input has a leading batch dimension of any size):
   (N,), reference_domain int32 (N,), alpha float32 (N,) -> images uint8 (N, S, S, 3) and the
   source_domain / reference_domain used (N,): the reference-guided edit ``L2MGAN.edit_like``;
   a domain of -1 is guessed by the discriminator
-- ``classify``: images uint8 -> domain_logits float32 (N, D) and source_domain int32 (N,), the
-  discriminator's guess of each image's domain (used when the user gives no source domain)
+- ``guess_domain``: images uint8 -> domain_logits float32 (N, D) and source_domain int32 (N,),
+  the discriminator's guess of each image's domain (used when the user gives no source domain);
+  named ``classify`` before ExportArchive (not TF Serving's Classify RPC, which it never served)
 - ``metadata``: no inputs -> domain_names string (D,), config_json string (), img_size int32 ();
   plus landmarks_mean float32 (98, 2) when the bundle has the mean CelebA-HQ landmarks, and
   training_data string () when the run trained on a known dataset (e.g. "synthetic")
@@ -27,8 +36,11 @@ Signatures (every batched input has a leading batch dimension of any size):
 
 When the bundle holds a FAN (config ``fan``) and w_hpf > 0, the edit signatures compute the
 face masks inside the graph from the images, as ``L2MGAN.edit`` does: clients send the crop only.
-``assets.extra`` also holds ``landmarks_mean.npy`` and ``training.json`` when known, so
-`l2m edit` reads them without running the model.
+The warmup file holds one request per signature at every batch size the server runs it at
+(``served_batch_sizes`` of ``batching_parameters.txt`` beside the model dirs: 1 to 8 for
+saved_models/). ``assets.extra`` also holds ``config.json``, ``variable_paths.json`` (the
+path of each saved variable, for ``bundle_from_saved_model``), and ``landmarks_mean.npy`` and
+``training.json`` when known, so `l2m edit` reads them without running the model.
 """
 
 from __future__ import annotations
@@ -48,18 +60,29 @@ from keras_l2mgan.config import L2MConfig
 from keras_l2mgan.image_range import to_uint8_tf, to_unit_tf
 
 if TYPE_CHECKING:
+    import keras
     import numpy as np
+
+    from keras_l2mgan.model import L2MGAN
 
 USER_ERROR_EXIT = 2  # the export subprocess's exit code for bad input (one line on stderr)
 VERSION_NAME = re.compile(r"[0-9]+")
-SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "edit_like", "classify",
+# The signatures of every export, in the order they are added (one list: the archive, the
+# warmup file, `l2m export`'s message and the tests read it); FAN_SIGNATURE is added after them
+# when the bundle holds a FAN.
+SIGNATURES = ("serving_default", "edit_float", "edit_encoded", "edit_like", "guess_domain",
               "metadata")
+FAN_SIGNATURE = "landmarks"
 # The inputs of the signatures that take pixels (edit_float takes float32 "images" instead) and
 # their dtypes: the SavedModel declares them, clients and editors send them.
 INPUT_DTYPES = {"images": "uint8", "reference": "uint8", "source_domain": "int32",
                 "target_domain": "int32", "reference_domain": "int32", "alpha": "float32"}
 GUESS_DOMAIN = -1  # edit_like's source_domain / reference_domain: the discriminator's guess
 WARMUP_FILE = "tf_serving_warmup_requests"
+# assets.extra/variable_paths.json: the path of each variable in the archive's `variables` list
+# (ExportArchive saves them as a list), so bundle_from_saved_model restores them by path.
+VARIABLE_PATHS_FILE = "variable_paths.json"
+BATCHING_FILE = "batching_parameters.txt"  # TF Serving's, beside the model dirs (output_dir)
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # What tf.saved_model.save and this module write into a version dir: `--overwrite` replaces a
 # version dir only when it holds nothing else.
@@ -130,16 +153,33 @@ def signature_inputs(**values: Any) -> dict[str, np.ndarray]:
     return {name: np.asarray(value, INPUT_DTYPES[name]) for name, value in values.items()}
 
 
-def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
-                 training_data: str | None = None):
-    """A tf.Module with the signature functions around a loaded L2MGAN (TF backend)."""
+def signature_names(has_fan: bool) -> tuple[str, ...]:
+    """The signatures an export of a model holds, in the order the archive adds them."""
+    return SIGNATURES + ((FAN_SIGNATURE,) if has_fan else ())
+
+
+def exported_signatures(version_dir: str | Path) -> tuple[str, ...]:
+    """The signatures an `l2m export` wrote into version_dir (its config says if a FAN came)."""
+    config = L2MConfig.load(Path(version_dir) / "assets.extra" / CONFIG_FILE)
+    return signature_names(config.fan)
+
+
+def build_archive(model: L2MGAN, compute_dtype: str = "float32",
+                  landmarks_mean: np.ndarray | None = None,
+                  training_data: str | None = None) -> keras.export.ExportArchive:
+    """A keras.export.ExportArchive holding the signatures of `signature_names` around a
+    loaded L2MGAN (TF backend); `archive.write_out(dir)` writes the SavedModel."""
+    import keras
     import tensorflow as tf
+
+    from keras_l2mgan.align import FAN_SIZE, landmarks_from_heatmaps_tf
 
     config = model.config
     size, num_domains = config.img_size, config.num_domains
     names = list(config.names)
     config_json = json.dumps(config.to_dict(), sort_keys=True)
 
+    # The TensorSpec names become the signatures' input names, which clients send.
     def spec(name, shape):
         return tf.TensorSpec(shape, INPUT_DTYPES[name], name=name)
 
@@ -148,7 +188,10 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
     encoded = tf.TensorSpec([None], tf.string, name="image_bytes")
     source, target, alpha = spec("source_domain", [None]), spec("target_domain", [None]), spec(
         "alpha", [None])
+    reference_u8 = spec("reference", [None, size, size, 3])
+    reference_domain = spec("reference_domain", [None])
 
+    # Bad labels become InvalidArgument errors with a message, not an out-of-range gather.
     def check_labels(x, labels, argument):
         batch = tf.shape(x)[0]
         return [
@@ -169,15 +212,10 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
             strength = tf.cast(strength, compute_dtype)
         return tf.cast(model.edit(x, source_domain, target_domain, strength), tf.float32)
 
-    module = tf.Module()
-    module.model = model  # tracks the variables
-
-    @tf.function(input_signature=[images_u8, source, target, alpha])
     def serving_default(images, source_domain, target_domain, alpha):
         edited = run_edit(to_unit_tf(images), source_domain, target_domain, alpha)
         return {"images": to_uint8_tf(edited)}
 
-    @tf.function(input_signature=[images_f32, source, target, alpha])
     def edit_float(images, source_domain, target_domain, alpha):
         return {"images": run_edit(images, source_domain, target_domain, alpha)}
 
@@ -186,16 +224,12 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
         image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
         return to_unit_tf(image)
 
-    @tf.function(input_signature=[encoded, source, target, alpha])
     def edit_encoded(image_bytes, source_domain, target_domain, alpha):
         x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
             [size, size, 3], tf.float32))
         edited = to_uint8_tf(run_edit(x, source_domain, target_domain, alpha))
         pngs = tf.map_fn(tf.io.encode_png, edited, fn_output_signature=tf.TensorSpec([], tf.string))
         return {"images": pngs}
-
-    reference_u8 = spec("reference", [None, size, size, 3])
-    reference_domain = spec("reference_domain", [None])
 
     def domain_or_guess(x, labels, argument):
         batch = tf.shape(x)[0]
@@ -211,7 +245,6 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
             guess = model.guess_domain(tf.cast(x, compute_dtype))
             return tf.where(labels < 0, guess, labels)
 
-    @tf.function(input_signature=[images_u8, reference_u8, source, reference_domain, alpha])
     def edit_like(images, reference, source_domain, reference_domain, alpha):
         x, ref = to_unit_tf(images), to_unit_tf(reference)
         with tf.control_dependencies([tf.debugging.assert_equal(
@@ -226,14 +259,12 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
         return {"images": to_uint8_tf(tf.cast(edited, tf.float32)),
                 "source_domain": source_domain, "reference_domain": reference_domain}
 
-    @tf.function(input_signature=[images_u8])
-    def classify(images):
+    def guess_domain(images):
         logits = tf.cast(model.discriminator.domain_logits(
             tf.cast(to_unit_tf(images), compute_dtype)), tf.float32)
         return {"domain_logits": logits,
                 "source_domain": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
-    @tf.function(input_signature=[])
     def metadata():
         outputs = {"domain_names": tf.constant(names, tf.string),
                    "config_json": tf.constant(config_json, tf.string),
@@ -244,25 +275,31 @@ def build_module(model, compute_dtype: str = "float32", landmarks_mean=None,
             outputs["training_data"] = tf.constant(training_data, tf.string)
         return outputs
 
-    signatures = {
-        "serving_default": serving_default.get_concrete_function(),
-        "edit_float": edit_float.get_concrete_function(),
-        "edit_encoded": edit_encoded.get_concrete_function(),
-        "edit_like": edit_like.get_concrete_function(),
-        "classify": classify.get_concrete_function(),
-        "metadata": metadata.get_concrete_function(),
+    def landmarks(images):
+        heatmaps = model.fan(to_unit_tf(images))
+        return {"landmarks": landmarks_from_heatmaps_tf(heatmaps, FAN_SIZE)}
+
+    endpoints = {  # name: (function, input signature)
+        "serving_default": (serving_default, [images_u8, source, target, alpha]),
+        "edit_float": (edit_float, [images_f32, source, target, alpha]),
+        "edit_encoded": (edit_encoded, [encoded, source, target, alpha]),
+        "edit_like": (edit_like, [images_u8, reference_u8, source, reference_domain, alpha]),
+        "guess_domain": (guess_domain, [images_u8]),
+        "metadata": (metadata, []),
+        FAN_SIGNATURE: (landmarks, [tf.TensorSpec([None, FAN_SIZE, FAN_SIZE, 3], tf.uint8,
+                                                  name="images")]),
     }
-    if model.fan is not None:
-        from keras_l2mgan.align import FAN_SIZE, landmarks_from_heatmaps_tf
-
-        @tf.function(input_signature=[tf.TensorSpec([None, FAN_SIZE, FAN_SIZE, 3], tf.uint8,
-                                                    name="images")])
-        def landmarks(images):
-            heatmaps = model.fan(to_unit_tf(images))
-            return {"landmarks": landmarks_from_heatmaps_tf(heatmaps, FAN_SIZE)}
-
-        signatures["landmarks"] = landmarks.get_concrete_function()
-    return module, signatures
+    archive = keras.export.ExportArchive()
+    # Tracking the whole model saves all its variables as the archive's `variables` list, in
+    # model.variables order (bundle_from_saved_model reads them back by path), not only those
+    # the endpoints use.
+    archive.track(model)
+    for name in signature_names(model.fan is not None):
+        function, input_signature = endpoints[name]
+        # Each endpoint becomes a tf.function (autograph off: the functions above use tf ops,
+        # not Python control flow on tensors) and a SavedModel signature of that name.
+        archive.add_endpoint(name, function, input_signature)
+    return archive
 
 
 def load_model_for_export(bundle_dir: str | Path, compute_dtype: str = "float32"):
@@ -283,7 +320,6 @@ def load_model_for_export(bundle_dir: str | Path, compute_dtype: str = "float32"
 
 def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) -> None:
     import numpy as np
-    import tensorflow as tf
 
     from keras_l2mgan.bundle import LANDMARKS_FILE, load_landmarks_mean
     from keras_l2mgan.editors import TRAINING_FILE, run_training_data
@@ -291,29 +327,34 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
     model = load_model_for_export(bundle_dir, compute_dtype)
     landmarks_mean = load_landmarks_mean(bundle_dir)
     training_data = run_training_data(bundle_dir)
-    module, signatures = build_module(model, compute_dtype, landmarks_mean, training_data)
+    archive = build_archive(model, compute_dtype, landmarks_mean, training_data)
+    # The batching file beside the model dirs says which batch sizes the server will run.
+    batch_sizes = served_batch_sizes(target.parent.parent / BATCHING_FILE)
     # TF Serving only loads numeric dirs, so the dot-named temp dir is invisible until the rename.
     with atomic_directory(target, SAVED_MODEL_KIND, SAVED_MODEL_FILES) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        write_warmup_requests(tmp, name, model.config.img_size)
+        archive.write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"  # TF Serving reads only the warmup file in it
+        write_warmup_requests(tmp, name, model.config.img_size,
+                              signature_names(model.fan is not None), batch_sizes)
+        (extra / VARIABLE_PATHS_FILE).write_text(
+            json.dumps([variable.path for variable in model.variables], indent=0) + "\n")
         # The same config as the metadata signature, readable without loading TensorFlow
-        # (`l2m edit` picks a default model by its domains). TF Serving ignores assets.extra.
-        model.config.save(tmp / "assets.extra" / CONFIG_FILE)
+        # (`l2m edit` picks a default model by its domains).
+        model.config.save(extra / CONFIG_FILE)
         if landmarks_mean is not None:  # the target of `l2m edit`'s face alignment
-            np.save(tmp / "assets.extra" / LANDMARKS_FILE, landmarks_mean)
+            np.save(extra / LANDMARKS_FILE, landmarks_mean)
         if training_data is not None:  # `l2m edit` notes a model trained on synthetic faces
-            (tmp / "assets.extra" / TRAINING_FILE).write_text(
-                json.dumps({"data": training_data}) + "\n")
+            (extra / TRAINING_FILE).write_text(json.dumps({"data": training_data}) + "\n")
 
 
 def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Path:
     """Recover the bundle an `l2m export` was made from: the model config from assets.extra,
-    the weights from the SavedModel's variables (the export tracks the L2MGAN as ``model``),
-    written as run_dir/model/ with run_dir/training_options.json when the export says it was
-    trained on synthetic faces, so `l2m export run_dir` writes an equivalent export with
-    today's signatures. TensorFlow backend only. Returns the bundle dir."""
+    the weights from the SavedModel's variables, each by its Keras path (exports before
+    ExportArchive: by checkpoint key), written as run_dir/model/ with
+    run_dir/training_options.json when the export says it was trained on synthetic faces, so
+    `l2m export run_dir` writes an equivalent export with today's signatures. TensorFlow
+    backend only. Returns the bundle dir."""
     import keras
-    import tensorflow as tf
 
     from keras_l2mgan.atomic import write_file_atomic
     from keras_l2mgan.bundle import save_bundle
@@ -327,14 +368,56 @@ def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Pat
     if not config_path.is_file():
         raise ValueError(f"{version_dir} has no assets.extra/{CONFIG_FILE}: not an `l2m export`")
     model = L2MGAN(L2MConfig.load(config_path))
-    # By checkpoint key (the export tracks the L2MGAN as `model`): a fresh model's own keys
-    # are learnt by saving it the way export does, with every variable set to its index
-    # (Keras tracks its layer lists for SavedModels only, so tf.train.Checkpoint cannot read
-    # them back). Every variable must come back.
+    if (version_dir / "assets.extra" / VARIABLE_PATHS_FILE).is_file():
+        values = _saved_values_by_path(version_dir, model)
+    else:
+        values = _saved_values_by_checkpoint_key(version_dir, model)
+    for variable, value in zip(model.weights, values, strict=True):
+        variable.assign(value)
+    bundle = save_bundle(model, run_dir / "model")
+    if saved_training_data(version_dir) is not None:
+        write_file_atomic(run_dir / "training_options.json", json.dumps(
+            {"options": {"data": saved_training_data(version_dir)}}) + "\n")
+    landmarks = version_dir / "assets.extra" / "landmarks_mean.npy"
+    if landmarks.is_file():
+        import shutil
+
+        shutil.copyfile(landmarks, Path(bundle) / landmarks.name)
+    return Path(bundle)
+
+
+def _saved_values_by_path(version_dir: Path, model) -> list:
+    """The saved value of each of model.weights, found by path: the archive's `variables` list
+    holds them in the order variable_paths.json names them."""
+    import tensorflow as tf
+
+    paths = json.loads((version_dir / "assets.extra" / VARIABLE_PATHS_FILE).read_text())
+    saved = tf.saved_model.load(str(version_dir)).variables
+    if len(paths) != len(saved):
+        raise ValueError(f"{version_dir}: {VARIABLE_PATHS_FILE} names {len(paths)} variables, "
+                         f"the SavedModel holds {len(saved)}")
+    by_path = dict(zip(paths, saved, strict=True))
+    values = []
+    for variable in model.weights:
+        value = by_path.get(variable.path)
+        if value is None or tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{version_dir} lacks {variable.path} {tuple(variable.shape)} of "
+                             "this model: not this config's export")
+        values.append(value.numpy())
+    return values
+
+
+def _saved_values_by_checkpoint_key(version_dir: Path, model) -> list:
+    """The saved value of each of model.weights in an export from before ExportArchive, which
+    tracked the L2MGAN as ``model``: by checkpoint key."""
     import tempfile
 
     import numpy as np
+    import tensorflow as tf
 
+    # A fresh model's own keys are learnt by saving it the way that export did, with every
+    # variable set to its index (Keras tracks its layer lists for SavedModels only, so
+    # tf.train.Checkpoint cannot read them back). Every variable must come back.
     saved = tf.train.load_checkpoint(str(version_dir / "variables" / "variables"))
     with tempfile.TemporaryDirectory() as tmp:
         for i, variable in enumerate(model.weights):
@@ -353,45 +436,80 @@ def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Pat
     if missing:
         raise ValueError(f"{version_dir} lacks weights of this model ({', '.join(missing[:3])}"
                          f"{', ...' if len(missing) > 3 else ''}): not this config's export")
-    for i, variable in enumerate(model.weights):
-        variable.assign(saved.get_tensor(keys[i]))
-    bundle = save_bundle(model, run_dir / "model")
-    if saved_training_data(version_dir) is not None:
-        write_file_atomic(run_dir / "training_options.json", json.dumps(
-            {"options": {"data": saved_training_data(version_dir)}}) + "\n")
-    landmarks = version_dir / "assets.extra" / "landmarks_mean.npy"
-    if landmarks.is_file():
-        import shutil
+    return [saved.get_tensor(keys[i]) for i in range(len(model.weights))]
 
-        shutil.copyfile(landmarks, Path(bundle) / landmarks.name)
-    return Path(bundle)
+
+def served_batch_sizes(batching_file: str | Path) -> tuple[int, ...]:
+    """The batch sizes a server with this TF Serving batching_parameters.txt runs a signature
+    at: its allowed_batch_sizes (batches are padded up to one), else every size from 1 to
+    max_batch_size (a batch closes at any size). Without the file: 1 to the default maximum."""
+    from keras_l2mgan.serving.batching import DEFAULT_MAX_BATCH_SIZE, read_batching_parameters
+
+    if not Path(batching_file).is_file():
+        return tuple(range(1, DEFAULT_MAX_BATCH_SIZE + 1))
+    parameters = read_batching_parameters(batching_file)
+    if parameters.get("allowed_batch_sizes"):
+        return tuple(parameters["allowed_batch_sizes"])
+    return tuple(range(1, parameters.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE) + 1))
+
+
+def warmup_inputs(signature: str, batch: int, img_size: int) -> dict[str, Any]:
+    """One request's inputs for `signature` at `batch` images, as TensorProtos: a grey face
+    crop edited from domain 0 to 1 (every domain index below 2 exists in any model). Each
+    proto holds one value that TF Serving repeats to fill the shape, so the file stays small."""
+    import tensorflow as tf
+
+    from keras_l2mgan.align import FAN_SIZE
+
+    def filled(value, dtype, shape):
+        return tf.make_tensor_proto(value, dtype, shape=shape)
+
+    images = filled(128, tf.uint8, [batch, img_size, img_size, 3])
+    labels = {"source_domain": filled(0, tf.int32, [batch]),
+              "target_domain": filled(1, tf.int32, [batch]),
+              "alpha": filled(1.0, tf.float32, [batch])}
+    if signature == "serving_default":
+        return {"images": images, **labels}
+    if signature == "edit_float":
+        return {"images": filled(0.0, tf.float32, [batch, img_size, img_size, 3]), **labels}
+    if signature == "edit_encoded":
+        png = tf.io.encode_png(tf.fill([img_size, img_size, 3], tf.constant(128, tf.uint8)))
+        return {"image_bytes": filled(png.numpy(), tf.string, [batch]), **labels}
+    if signature == "edit_like":  # the reference's domain guessed, as the editing page asks
+        return {"images": images, "reference": images,
+                "source_domain": labels["source_domain"],
+                "reference_domain": filled(GUESS_DOMAIN, tf.int32, [batch]),
+                "alpha": labels["alpha"]}
+    if signature == "guess_domain":
+        return {"images": images}
+    if signature == "metadata":
+        return {}
+    if signature == FAN_SIGNATURE:
+        return {"images": filled(128, tf.uint8, [batch, FAN_SIZE, FAN_SIZE, 3])}
+    raise ValueError(f"no warmup inputs for signature {signature!r}")
 
 
 def write_warmup_requests(version_dir: str | Path, name: str, img_size: int,
+                          signatures: tuple[str, ...] = SIGNATURES,
                           batch_sizes: tuple[int, ...] = (1,)) -> Path:
     """assets.extra/tf_serving_warmup_requests: a TFRecord of PredictionLog protos that
-    TF Serving replays at load so the first real request does not pay for graph setup."""
-    import numpy as np
+    TF Serving replays at load, one per signature and batch size (metadata, which takes no
+    inputs, once), so no first request pays for setting up a graph at its batch size."""
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     path = Path(version_dir) / "assets.extra" / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for batch in batch_sizes:
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
-            inputs = {
-                "images": np.full((batch, img_size, img_size, 3), 128, np.uint8),
-                "source_domain": np.zeros((batch,), np.int32),
-                "target_domain": np.ones((batch,), np.int32),
-                "alpha": np.ones((batch,), np.float32),
-            }
-            for key, value in inputs.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
+        for signature in signatures:
+            for batch in batch_sizes[:1] if signature == "metadata" else batch_sizes:
+                request = predict_pb2.PredictRequest(
+                    model_spec=model_pb2.ModelSpec(name=name, signature_name=signature))
+                for key, proto in warmup_inputs(signature, batch, img_size).items():
+                    request.inputs[key].CopyFrom(proto)
+                log = prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(log.SerializeToString())
     return path
 
 

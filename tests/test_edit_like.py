@@ -94,7 +94,7 @@ def test_saved_model_edit_like_matches_the_library(tmp_path):
         images=tf.constant(x), reference=tf.constant(ref), source_domain=tf.constant(guess),
         reference_domain=tf.constant(np.array([1, 0, -1], np.int32)),
         alpha=tf.constant(alpha))
-    np.testing.assert_array_equal(outputs["source_domain"].numpy(), saved.classify(x))
+    np.testing.assert_array_equal(outputs["source_domain"].numpy(), saved.guess_domain(x))
     assert outputs["reference_domain"].numpy()[:2].tolist() == [1, 0]
     with pytest.raises(tf.errors.InvalidArgumentError, match="source_domain must be < 2"):
         saved.edit_like(x, ref, np.full(3, 2, np.int32), guess, alpha)

@@ -236,10 +236,11 @@ def _crafted(path, marker, with_resource=False):
         return {"img_size": tf.constant(32), "domain_names": tf.constant(["a", "b"])}
 
     @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])
-    def classify(images):
+    def guess_domain(images):
         return {"source_domain": tf.zeros([tf.shape(images)[0]], tf.int32)}
 
-    signatures = {"metadata": metadata, "classify": classify, "serving_default": classify}
+    signatures = {"metadata": metadata, "guess_domain": guess_domain,
+                  "serving_default": guess_domain}
     tf.saved_model.save(module, str(path), signatures=signatures)
     (path / "assets.extra").mkdir()
     get_preset("tiny_32").save(path / "assets.extra" / "config.json")

@@ -39,7 +39,8 @@ def test_layout_and_signatures(exported):
     assert (version_dir / "variables" / "variables.index").is_file()
     loaded = tf.saved_model.load(str(version_dir))
     assert set(loaded.signatures) == {"serving_default", "edit_float", "edit_encoded",
-                                      "edit_like", "classify", "metadata"}
+                                      "edit_like", "guess_domain", "metadata"}
+    assert "classify" not in loaded.signatures  # renamed for what it returns
     labels = {"source_domain": ([None], tf.int32), "target_domain": ([None], tf.int32),
               "alpha": ([None], tf.float32)}
     expected = {
@@ -56,7 +57,7 @@ def test_layout_and_signatures(exported):
                       {"images": ([None, 32, 32, 3], tf.uint8),
                        "source_domain": ([None], tf.int32),
                        "reference_domain": ([None], tf.int32)}),
-        "classify": ({"images": ([None, 32, 32, 3], tf.uint8)},
+        "guess_domain": ({"images": ([None, 32, 32, 3], tf.uint8)},
                      {"domain_logits": ([None, 2], tf.float32),
                       "source_domain": ([None], tf.int32)}),
         "metadata": ({}, {"domain_names": ([2], tf.string), "config_json": ([], tf.string),
@@ -74,18 +75,78 @@ def test_layout_and_signatures(exported):
     assert json.loads(metadata["config_json"].numpy())["img_size"] == 32
 
 
-def test_warmup_requests_are_prediction_logs(exported):
+def test_written_by_export_archive_with_the_one_signature_list(exported):
+    """Every endpoint of keras.export.ExportArchive is a signature and an attribute of the
+    saved root; the hand-built tf.Module of old had neither and tracked the model as `model`."""
+    import tensorflow as tf
+
+    from keras_l2mgan.export import SIGNATURES, exported_signatures
+
+    _, version_dir = exported
+    assert exported_signatures(version_dir) == SIGNATURES
+    loaded = tf.saved_model.load(str(version_dir))
+    assert set(loaded.signatures) == set(SIGNATURES)
+    assert all(callable(getattr(loaded, name, None)) for name in SIGNATURES)
+    assert not hasattr(loaded, "model")
+    # ExportArchive.track(model): the model's variables, listed by path in assets.extra.
+    paths = json.loads((version_dir / "assets.extra" / "variable_paths.json").read_text())
+    assert len(paths) == len(loaded.variables) == len(set(paths)) > 0
+
+
+def test_warmup_requests_cover_every_signature_at_every_served_batch_size(exported):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
+
+    from keras_l2mgan.export import SIGNATURES
 
     _, version_dir = exported
     records = list(tf.data.TFRecordDataset(
         str(version_dir / "assets.extra" / "tf_serving_warmup_requests")))
-    assert records
-    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
-    request = log.predict_log.request
-    assert request.model_spec.name == "tiny"
-    assert set(request.inputs) == {"images", "source_domain", "target_domain", "alpha"}
+    loaded = tf.saved_model.load(str(version_dir))
+    warmed = set()
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        assert request.model_spec.name == "tiny"
+        name = request.model_spec.signature_name
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        function = loaded.signatures[name]
+        assert set(inputs) == set(function.structured_input_signature[1]), name
+        sizes = {len(value) for value in inputs.values()}
+        assert len(sizes) <= 1, name
+        size = sizes.pop() if sizes else None
+        warmed.add((name, size))
+        if size in (None, 1, 8):  # the request runs, as TF Serving replays it at load
+            function(**{key: tf.constant(value) for key, value in inputs.items()})
+    # No batching_parameters.txt beside this export: 1 to the default max_batch_size, 8.
+    expected = {(name, size) for name in SIGNATURES if name != "metadata"
+                for size in range(1, 9)} | {("metadata", None)}
+    assert warmed == expected
+    assert len(records) == len(expected)
+
+
+def test_served_batch_sizes_follow_the_batching_parameters(tmp_path):
+    from keras_l2mgan.export import served_batch_sizes
+
+    path = tmp_path / "batching_parameters.txt"
+    assert served_batch_sizes(path) == tuple(range(1, 9))  # no file: the server's default
+    path.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 5000 }\n")
+    assert served_batch_sizes(path) == (1, 2, 3, 4)
+    path.write_text("max_batch_size { value: 8 }\nallowed_batch_sizes: 2\n"
+                    "allowed_batch_sizes: 8\n")
+    assert served_batch_sizes(path) == (2, 8)
+    path.write_text("max_batch_size { value: 8 }\nallowed_batch_sizes: [1, 4, 8]\n")
+    assert served_batch_sizes(path) == (1, 4, 8)
+
+
+def test_bundle_from_saved_model_restores_every_weight(exported, tmp_path):
+    from keras_l2mgan.bundle import load_bundle
+    from keras_l2mgan.export import bundle_from_saved_model
+
+    model, version_dir = exported
+    recovered = load_bundle(bundle_from_saved_model(version_dir, tmp_path / "run"))
+    assert [w.path for w in recovered.weights] == [w.path for w in model.weights]
+    for ours, theirs in zip(recovered.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def test_saved_model_matches_keras(exported):

@@ -167,7 +167,7 @@ def test_predict_row_and_columnar_agree_with_grpc(server):
     np.testing.assert_array_equal(columns, expected)
     # Several outputs: one object per row, or one list per output.
     status, answer, _ = call(rest_port, "POST", "/v1/models/smiling/labels/stable:predict",
-                             {"signature_name": "classify", "instances": x.tolist()})
+                             {"signature_name": "guess_domain", "instances": x.tolist()})
     assert status == 200 and set(answer["predictions"][0]) == {"domain_logits",
                                                                "source_domain"}
     status, answer, _ = call(rest_port, "POST", "/v1/models/smiling:predict",
@@ -342,8 +342,8 @@ def test_rest_client_matches_grpc_client(server):
     with ServingClient(f"127.0.0.1:{grpc_port}") as grpc_client:
         assert rest.model_info("smiling") == grpc_client.model_info("smiling")
         assert rest.status("smiling") == grpc_client.status("smiling")
-        np.testing.assert_array_equal(rest.classify("smiling", x),
-                                      grpc_client.classify("smiling", x))
+        np.testing.assert_array_equal(rest.guess_domain("smiling", x),
+                                      grpc_client.guess_domain("smiling", x))
         np.testing.assert_array_equal(rest.edit_like("smiling", x, x[::-1], [-1, -1], [-1, -1],
                                                      [1.0, 1.0]),
                                       grpc_client.edit_like("smiling", x, x[::-1], [-1, -1],

@@ -142,7 +142,7 @@ def test_page_edits_in_a_real_browser(page_url, tmp_path):
         assert np.abs(half.astype(int) - after).mean() > 0.5, "alpha 0.5 looks like alpha 1"
         # The page shows exactly what the REST API answers for its crop.
         status, answer, _ = call(port, "POST", "/v1/models/smiling:predict",
-                                 {"signature_name": "classify", "instances": [before.tolist()]})
+                                 {"signature_name": "guess_domain", "instances": [before.tolist()]})
         source = answer["predictions"][0]["source_domain"]
         status, answer, _ = call(port, "POST", "/v1/models/smiling:predict", {"instances": [
             {"images": before.tolist(), "source_domain": source, "target_domain": 1 - source,

@@ -12,14 +12,34 @@ request is refused here, whatever the server checked before.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 
 Arrays = dict[str, np.ndarray]
+DEFAULT_MAX_BATCH_SIZE = 8  # without a batching_parameters.txt, as in saved_models/'s
+
+
+def read_batching_parameters(path: str | Path) -> dict[str, int | list[int]]:
+    """The fields of a TF Serving batching_parameters.txt (text proto) that the server and
+    export use: max_batch_size and batch_timeout_micros (``name { value: N }``) when set, and
+    allowed_batch_sizes (``allowed_batch_sizes: N`` repeated, or ``[N, M]``) when given."""
+    text = Path(path).read_text()
+    parameters: dict[str, int | list[int]] = {}
+    for name in ("max_batch_size", "batch_timeout_micros"):
+        match = re.search(rf"{name}\s*{{\s*value\s*:\s*(\d+)\s*}}", text)
+        if match:
+            parameters[name] = int(match.group(1))
+    allowed = [int(size) for group in re.findall(r"allowed_batch_sizes\s*:\s*\[?([\d,\s]+)",
+                                                 text) for size in re.findall(r"\d+", group)]
+    if allowed:
+        parameters["allowed_batch_sizes"] = allowed
+    return parameters
 
 
 class BatchSizeMismatch(ValueError):

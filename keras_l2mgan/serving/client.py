@@ -71,8 +71,10 @@ class _EditMethods:
             version=version)
         return outputs["images"]
 
-    def classify(self, name: str, images: np.ndarray, version: int | None = None) -> np.ndarray:
-        outputs = self.predict(name, signature_inputs(images=images), signature="classify",
+    def guess_domain(self, name: str, images: np.ndarray,
+                     version: int | None = None) -> np.ndarray:
+        """(N,) int32: the discriminator's guess of each image's domain (guess_domain)."""
+        outputs = self.predict(name, signature_inputs(images=images), signature="guess_domain",
                                version=version)
         return outputs["source_domain"]
 

@@ -28,7 +28,13 @@ import grpc
 import numpy as np
 
 from keras_l2mgan.export import version_dirs
-from keras_l2mgan.serving.batching import BatchSizeMismatch, DynamicBatcher, request_batch_size
+from keras_l2mgan.serving.batching import (
+    DEFAULT_MAX_BATCH_SIZE,
+    BatchSizeMismatch,
+    DynamicBatcher,
+    read_batching_parameters,
+    request_batch_size,
+)
 from keras_l2mgan.serving.limits import (
     MAX_MESSAGE_BYTES,
     PixelBudget,
@@ -49,19 +55,16 @@ ENCODED_INPUT = "image_bytes"  # edit_encoded's input: checked by header, decode
 @dataclass
 class BatchingOptions:
     enabled: bool = False
-    max_batch_size: int = 8
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     batch_timeout_micros: int = 2000
 
     @classmethod
     def from_file(cls, path: str | Path) -> BatchingOptions:
         """Read max_batch_size / batch_timeout_micros from a TF Serving batching_parameters.txt."""
-        text = Path(path).read_text()
-        options = cls(enabled=True)
-        for name in ("max_batch_size", "batch_timeout_micros"):
-            match = re.search(rf"{name}\s*{{\s*value\s*:\s*(\d+)\s*}}", text)
-            if match:
-                setattr(options, name, int(match.group(1)))
-        return options
+        parameters = read_batching_parameters(path)
+        return cls(enabled=True, **{name: parameters[name] for name in
+                                    ("max_batch_size", "batch_timeout_micros")
+                                    if name in parameters})
 
 
 @dataclass

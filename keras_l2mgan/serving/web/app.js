@@ -138,7 +138,7 @@ function readImage(file) {
 async function setPhoto(image) {
   state.photoImage = image;
   state.photo = cropPixels(image, $("before"));
-  const { predictions } = await predict("classify", { instances: [state.photo] });
+  const { predictions } = await predict("guess_domain", { instances: [state.photo] });
   state.source = predictions[0].source_domain;
   $("before-caption").textContent = `before (${state.info.names[state.source]})`;
   buildTargets();
