@@ -79,9 +79,10 @@ INPUT_DTYPES = {"images": "uint8", "reference": "uint8", "source_domain": "int32
                 "target_domain": "int32", "reference_domain": "int32", "alpha": "float32"}
 GUESS_DOMAIN = -1  # edit_like's source_domain / reference_domain: the discriminator's guess
 WARMUP_FILE = "tf_serving_warmup_requests"
-# assets.extra/variable_paths.json: the path of each variable in the archive's `variables` list
-# (ExportArchive saves them as a list), so bundle_from_saved_model restores them by path.
+# assets.extra/variable_paths.json: the path of each variable in the archive's MODEL_VARIABLES
+# list (ExportArchive saves variables as lists), so bundle_from_saved_model restores by path.
 VARIABLE_PATHS_FILE = "variable_paths.json"
+MODEL_VARIABLES = "model_variables"  # that list, an attribute of the loaded SavedModel
 BATCHING_FILE = "batching_parameters.txt"  # TF Serving's, beside the model dirs (output_dir)
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # What tf.saved_model.save and this module write into a version dir: `--overwrite` replaces a
@@ -290,10 +291,12 @@ def build_archive(model: L2MGAN, compute_dtype: str = "float32",
                                                   name="images")]),
     }
     archive = keras.export.ExportArchive()
-    # Tracking the whole model saves all its variables as the archive's `variables` list, in
-    # model.variables order (bundle_from_saved_model reads them back by path), not only those
-    # the endpoints use.
-    archive.track(model)
+    # The archive saves the variables its endpoints use. All of the model's are also saved as
+    # one list in model.variables order (bundle_from_saved_model reads them back by path). It
+    # holds the TensorFlow variables themselves: `archive.track(model)` would list the Keras
+    # wrappers, which the SavedModel stores as a second copy of every weight.
+    archive.add_variable_collection(
+        MODEL_VARIABLES, [variable.value for variable in model.variables])
     for name in signature_names(model.fan is not None):
         function, input_signature = endpoints[name]
         # Each endpoint becomes a tf.function (autograph off: the functions above use tf ops,
@@ -387,12 +390,12 @@ def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Pat
 
 
 def _saved_values_by_path(version_dir: Path, model) -> list:
-    """The saved value of each of model.weights, found by path: the archive's `variables` list
-    holds them in the order variable_paths.json names them."""
+    """The saved value of each of model.weights, found by path: the archive's MODEL_VARIABLES
+    list holds them in the order variable_paths.json names them."""
     import tensorflow as tf
 
     paths = json.loads((version_dir / "assets.extra" / VARIABLE_PATHS_FILE).read_text())
-    saved = tf.saved_model.load(str(version_dir)).variables
+    saved = getattr(tf.saved_model.load(str(version_dir)), MODEL_VARIABLES)
     if len(paths) != len(saved):
         raise ValueError(f"{version_dir}: {VARIABLE_PATHS_FILE} names {len(paths)} variables, "
                          f"the SavedModel holds {len(saved)}")

@@ -88,9 +88,12 @@ def test_written_by_export_archive_with_the_one_signature_list(exported):
     assert set(loaded.signatures) == set(SIGNATURES)
     assert all(callable(getattr(loaded, name, None)) for name in SIGNATURES)
     assert not hasattr(loaded, "model")
-    # ExportArchive.track(model): the model's variables, listed by path in assets.extra.
+    # The model's variables as one collection, listed by path in assets.extra, and saved once.
     paths = json.loads((version_dir / "assets.extra" / "variable_paths.json").read_text())
-    assert len(paths) == len(loaded.variables) == len(set(paths)) > 0
+    assert len(paths) == len(loaded.model_variables) == len(set(paths)) > 0
+    keys = [key for key, _ in tf.train.list_variables(str(version_dir / "variables" /
+                                                         "variables"))]
+    assert len(keys) == len(paths) + 1  # and the object graph
 
 
 def test_warmup_requests_cover_every_signature_at_every_served_batch_size(exported):
