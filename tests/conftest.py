@@ -28,15 +28,10 @@ RUN_ONCE_MARKERS = {
     "or each backend started in its own subprocess): run once, in the tensorflow pass",
     "needs_tensorflow": "needs Keras's TensorFlow backend in this process (tf.GradientTape on "
     "a model, tf.function graphs, SavedModel export or loading, TF Serving)",
-    # The one name both used to share; still on tests of files being edited elsewhere
-    # (test_train_tf, test_import, test_cli_backends, test_edit*, test_data_memory,
-    # test_trainer_parity, test_serving*, test_rest*): sort them when those files are free.
-    "tensorflow_only": "old name for either of the two, on tests not sorted yet",
 }
 SKIP_REASONS = {
     "backend_independent": "backend-independent: runs once, in the tensorflow pass",
     "needs_tensorflow": "needs the TensorFlow backend: runs in the tensorflow pass",
-    "tensorflow_only": "runs in the tensorflow pass only",
 }
 
 

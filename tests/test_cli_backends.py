@@ -92,6 +92,7 @@ def run(tmp_path_factory) -> dict:
     return results
 
 
+@pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval
 def test_train_prints_the_summary_without_nan_or_library_logs(run, backend):
     result = ok(run["train"])
     assert result.stdout.startswith(f"trained {run['run_dir']} on {backend} (1 device(s)): "
@@ -101,23 +102,27 @@ def test_train_prints_the_summary_without_nan_or_library_logs(run, backend):
     assert (run["run_dir"] / "model").is_dir()
 
 
+@pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval
 def test_resume_continues_the_run(run, backend):
     result = ok(run["resume"])
     assert f"on {backend} (1 device(s)): steps 1 -> 2" in result.stdout, result.stdout
     assert (run["run_dir"] / "checkpoints" / "ckpt-00000002.npz").is_file()
 
 
+@pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval
 def test_edit_with_the_run(run):
     ok(run["edit"])
     edited = np.asarray(Image.open(run["root"] / "edited.png"))
     assert edited.shape == (64, 64, 3)
 
 
+@pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval
 def test_export_of_a_run_trained_on_this_backend(run):
     ok(run["export"])
     assert (run["root"] / "saved_models" / "faces" / "1" / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval
 def test_eval_with_limit(run):
     result = ok(run["eval"])
     assert "| **mean** |" in result.stdout, result.stdout[-2000:]
@@ -145,7 +150,10 @@ def test_devices_on_torch_one_works_more_is_one_error_line(backend, tmp_path):
 OUR_STDERR = ("model: ", "face path: ", "note: ", "generating synthetic faces ")
 
 
-@pytest.mark.tensorflow_only  # the run fixture checks train, edit, export, eval on every backend
+# The run fixture checks train, edit, export and eval on every backend; these three commands'
+# stderr is checked once, in the tensorflow pass's subprocesses.
+@pytest.mark.backend_independent
+@pytest.mark.slow  # three CLI subprocesses, each importing TensorFlow
 def test_info_edit_and_data_stats_print_only_our_lines(backend, tmp_path):
     photo = tmp_path / "flat.png"
     Image.new("RGB", (80, 80), (150, 120, 100)).save(photo)
@@ -166,7 +174,7 @@ def test_info_edit_and_data_stats_print_only_our_lines(backend, tmp_path):
     assert result.stdout.startswith("dataset synthetic  img_size 32\n"), result.stdout
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # --dry-run: parsing only
 @pytest.mark.parametrize(("flag", "saved"), [(None, None), ("--jit", True), ("--no-jit", False)])
 def test_jit_defaults_to_auto_and_the_flags_force_it(flag, saved, tmp_path):
     result = invoke_l2m("train", "--dry-run", "--run-dir", tmp_path / "run",
@@ -175,7 +183,7 @@ def test_jit_defaults_to_auto_and_the_flags_force_it(flag, saved, tmp_path):
     assert json.loads(result.stdout)["jit"] is saved
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # names each backend itself; TensorFlow as a library
 def test_auto_jit_is_xla_on_tensorflow_gpus_always_on_jax_never_on_torch():
     import tensorflow as tf
 

@@ -24,7 +24,7 @@ def _stream(seed=0, augment=True):
                          augment=augment)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # NumPy batches
 def test_batches_are_a_function_of_seed_and_index():
     stream = _stream()
     first = [next(iter(stream)) for _ in range(2)]
@@ -42,7 +42,7 @@ def test_batches_are_a_function_of_seed_and_index():
     assert -1.0 <= fourth["images"].min() and fourth["images"].max() <= 1.0
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # NumPy batches
 def test_domains_are_drawn_in_balance_and_augmentation_changes_pixels():
     stream = _stream()
     labels = np.concatenate([stream.batch(i)["labels"] for i in range(200)])
@@ -53,7 +53,7 @@ def test_domains_are_drawn_in_balance_and_augmentation_changes_pixels():
     assert not np.array_equal(plain["images"], augmented["images"])
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # rendered faces and a cache file
 def test_faces_are_the_synthetic_split_and_cached(tmp_path):
     from keras_l2mgan.metrics import synthetic
 
@@ -85,6 +85,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # two trainings (a run and its resume) in fresh processes
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow",
                     reason="the in-memory source is for machines without TensorFlow")
 def test_l2m_train_runs_and_resumes_without_tensorflow(tmp_path):

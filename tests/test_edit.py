@@ -126,7 +126,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_dir, tmp_path, case
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # exports this process's model, compares it
 def test_edit_through_an_exported_saved_model(run_dir, tmp_path):
     from keras_l2mgan.editors import KerasEditor, SavedModelEditor
     from keras_l2mgan.export import export_saved_model
@@ -150,7 +150,7 @@ def test_edit_through_an_exported_saved_model(run_dir, tmp_path):
     assert np.abs(local.astype(int) - exported.astype(int)).max() <= 1
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # picks by the export's files
 def test_default_model_is_the_one_whose_domains_fit_the_request(run_dir, tmp_path):
     from keras_l2mgan.bundle import save_bundle
     from keras_l2mgan.config import get_preset

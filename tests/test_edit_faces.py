@@ -22,7 +22,7 @@ from cli.main import main
 
 # The shipped models are SavedModels (TensorFlow whatever the backend); the FAN bundle's path
 # costs a minute of JAX compiles and FAN itself is compared across backends in test_fan.
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.backend_independent
 
 # The real photograph: scikit-image's bundled astronaut.png (Eileen Collins, NASA, public
 # domain), read from the installed package: nothing is downloaded.

@@ -69,7 +69,7 @@ def test_like_refuses_bad_domains():
         model.edit_like(_images(1), _images(1), 1.0, [0], [2])
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # exports a SavedModel of this process's model
 def test_saved_model_edit_like_matches_the_library(tmp_path):
     import tensorflow as tf
 
@@ -100,7 +100,7 @@ def test_saved_model_edit_like_matches_the_library(tmp_path):
         saved.edit_like(x, ref, np.full(3, 2, np.int32), guess, alpha)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # reads SavedModels with TensorFlow as a library
 def test_shipped_models_carry_edit_like():
     from keras_l2mgan.editors import SavedModelEditor
     from keras_l2mgan.export import SIGNATURES
@@ -111,7 +111,7 @@ def test_shipped_models_carry_edit_like():
         assert set(SIGNATURES) <= set(editor.loaded.signatures), name
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # the shipped SavedModels: TensorFlow whatever the backend
 def test_cli_edit_like(tmp_path):
     from PIL import Image
 
@@ -138,7 +138,7 @@ def test_cli_edit_like(tmp_path):
     assert "nope.png" in one_error_line(missing)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # the shipped SavedModels
 def test_cli_edit_like_default_model_and_reference_domain(tmp_path):
     from PIL import Image
 

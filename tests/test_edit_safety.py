@@ -20,7 +20,7 @@ from cli.main import main
 from tests.conftest import REPO_ROOT
 
 # Naming, staging and model trust do not depend on the Keras backend.
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.backend_independent
 
 COMBOS = ("smiling+male", "not_smiling+male", "smiling+not_male", "not_smiling+not_male")
 

@@ -296,13 +296,13 @@ def _reference_keys(flavour: str) -> dict[str, tuple[int, ...]]:
             for k, v in net.state_dict().items()}
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # PyTorch reference modules only
 @pytest.mark.parametrize("flavour", ["l2mgan", "stargan-v2"])
 def test_reference_has_the_official_names_and_shapes(flavour):
     assert _reference_keys(flavour) == _official_keys(flavour)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # names and shapes only
 def test_official_celeba_hq_layout_fits_the_preset():
     """The released 256 px checkpoint's names and shapes give the celeba_hq_256 model, and
     every official key finds its variable (weights are zeros: only the layout is tested)."""
@@ -347,7 +347,7 @@ class Evil:  # pickled by reference: torch.load(weights_only=True) must refuse t
         return (os.system, ("echo pwned",))
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # refused before any model is built
 def test_not_a_checkpoint_truncated_or_code(tmp_path, small_ckpt):
     text = tmp_path / "notes.ckpt"
     text.write_text("hello, not a checkpoint")
@@ -361,7 +361,7 @@ def test_not_a_checkpoint_truncated_or_code(tmp_path, small_ckpt):
     assert "no such checkpoint file" in _refused(tmp_path, tmp_path / "missing.ckpt")
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # refused before any model is built
 def test_checkpoints_of_other_networks(tmp_path):
     wing = tmp_path / "wing.ckpt"
     torch.save({"state_dict": {"conv1.conv.weight": torch.zeros(64, 6, 7, 7)}}, wing)
@@ -376,7 +376,7 @@ def test_checkpoints_of_other_networks(tmp_path):
     assert "optimizer states (a *_optims.ckpt)" in _refused(tmp_path, optims)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # names and shapes only
 def test_shape_misfits_name_key_expected_and_found(tmp_path, small_ckpt):
     ckpt, _ = small_ckpt
     bad = {e: dict(v) for e, v in ckpt.items()}
@@ -394,7 +394,7 @@ def test_shape_misfits_name_key_expected_and_found(tmp_path, small_ckpt):
     assert "generator.encode.1.conv2.weight: expected (64, 32, 3, 3), found (32, 32, 3, 3)" in line
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # NumPy and PyTorch only
 def test_high_pass_filter_sets_w_hpf_or_is_refused():
     from keras_l2mgan.errors import CorruptFileError
     from keras_l2mgan.importers.official import infer_config
@@ -409,7 +409,7 @@ def test_high_pass_filter_sets_w_hpf_or_is_refused():
         infer_config(state)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # weights copied, compared exactly
 def test_wing_and_landmark_mean_go_into_the_bundle(tmp_path, small_ckpt, torch_fan):
     """--wing (DataParallel names, a tensor of a larger FAN) wins over the file's own 'fan'
     entry; --landmarks-mean is kept as landmarks_mean.npy."""
@@ -451,7 +451,7 @@ def test_wing_and_landmark_mean_go_into_the_bundle(tmp_path, small_ckpt, torch_f
     assert load_landmarks_mean(tmp_path) is None
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # refused before any model is built
 def test_malformed_fan_inputs_are_one_line(tmp_path, small_ckpt, torch_fan):
     state = torch_fan[0].state_dict()
     mean = tmp_path / "celeba_lm_mean.npz"
@@ -509,7 +509,7 @@ def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # file reading; the torch-less imports are TensorFlow subprocesses
 def test_without_torch_zip_files_import_and_others_name_the_extra(tmp_path, small_ckpt):
     from keras_l2mgan.bundle import load_bundle
 
@@ -535,7 +535,7 @@ def test_without_torch_zip_files_import_and_others_name_the_extra(tmp_path, smal
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # file reading
 def test_zip_reader_equals_torch_load(tmp_path):
     from keras_l2mgan.importers.checkpoint import _to_numpy
     from keras_l2mgan.importers.torch_zip import UnsupportedPickle, read_torch_zip
@@ -583,7 +583,8 @@ def _domain_folders(root: Path) -> Path:
     return root
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # trains and resumes in this process
+@pytest.mark.slow  # an import, then two trainings in this process, each tracing the step
 def test_train_init_from_an_imported_bundle(tmp_path, small_ckpt, torch_fan):
     """A bundle with a FAN (--wing) starts a run whose model has the FAN too (the run takes
     the bundle's fan setting), frozen through training and kept when resuming."""

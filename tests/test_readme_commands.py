@@ -130,6 +130,7 @@ def _readme_line(*start: str) -> list[str]:
     return next(c for c in COMMANDS if c[:len(start)] == list(start))
 
 
+@pytest.mark.slow  # trains, resumes in a fresh process, then edits
 def test_quick_start_train_resume_and_edit(tmp_path, monkeypatch):
     """The quick start's train line (tiny settings appended), the Training section's resume line
     in a fresh process whose default backend is another one, and the quick start's edits."""

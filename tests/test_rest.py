@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.needs_tensorflow  # TF Serving's REST API, served by `l2m serve`
 
 MAX_REQUEST_MB = 8
 

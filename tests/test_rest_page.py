@@ -24,7 +24,8 @@ import pytest
 from conftest import REPO_ROOT
 from test_rest import call, free_port, stop
 
-pytestmark = pytest.mark.tensorflow_only
+# The page on `l2m demo`'s server (TF Serving's REST API), driven in a real browser.
+pytestmark = [pytest.mark.needs_tensorflow, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

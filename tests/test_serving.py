@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, run_python
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.needs_tensorflow  # TF Serving's protocol; SavedModels written here
 
 MODELS_CONFIG = """model_config_list {
   config {

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = pytest.mark.needs_tensorflow  # TF Serving's protocol and TensorFlow's errors
 
 # The hostile requests and the memory readings are the benchmark's own, so CI and the published
 # numbers measure the same thing.

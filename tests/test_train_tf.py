@@ -1,6 +1,6 @@
-"""TensorFlow-pass training tests: mixed precision, MirroredStrategy, MultiWorkerMirroredStrategy
-on loopback, SIGKILL + resume, divergence, CLI errors. The distribution check for JAX runs in
-the jax pass (test_jax_data_parallel...).
+"""TensorFlow-pass training tests: mixed precision, MultiWorkerMirroredStrategy on loopback,
+SIGKILL + resume, divergence, CLI errors. Two-device data parallelism (MirroredStrategy, JAX's
+DataParallel) is checked in test_train.py.
 
 One uninterrupted reference run (module fixture) is what the SIGKILL/resume, multi-worker
 and divergence tests compare with or continue from, so each of them traces the step once less.
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, current_backend, run_python
+from conftest import REPO_ROOT, current_backend
 
 
 def _data(n=4, size=32, scale=1.0):
@@ -35,7 +35,7 @@ def _values(variables):
     return [np.array(ops.convert_to_numpy(v)) for v in variables]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # the TensorFlow train step's loss scaling, in this process
 def test_mixed_float16_overflow_skips_the_step_and_bfloat16_trains():
     import keras
 
@@ -75,91 +75,6 @@ def test_mixed_float16_overflow_skips_the_step_and_bfloat16_trains():
         assert all(v.dtype == "float32" for v in model.trainable_variables)
     finally:
         keras.config.set_dtype_policy("float32")
-
-
-_DISTRIBUTED = """
-import json, os, numpy as np
-backend = os.environ["KERAS_BACKEND"]
-if backend == "tensorflow":
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras
-from keras_l2mgan.config import get_preset
-from keras_l2mgan.model import L2MGAN
-keras.utils.set_random_seed(0)
-rng = np.random.default_rng(0)
-data = {"images": rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32"),
-        "labels": rng.integers(0, 2, 4).astype("int32"),
-        "target_labels": rng.integers(0, 2, 4).astype("int32")}
-jit = backend == "jax"
-# SGD, not Adam: Adam with beta_1 = 0 first moves each weight by lr * sign(g), so a gradient
-# near zero whose sign flips with summation order moves by 2 * lr; SGD measures the gradients.
-def sgd():
-    return dict(g_optimizer=keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.9),
-                d_optimizer=keras.optimizers.SGD(0.05))
-single = L2MGAN(get_preset("tiny_32"))
-initial = single.get_weights()
-single.compile(jit_compile=jit, **sgd())
-single.fit(data, batch_size=4, shuffle=False, verbose=0)
-if backend == "tensorflow":
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        multi = L2MGAN(get_preset("tiny_32"))
-        multi.set_weights(initial)
-        multi.compile(jit_compile=False, **sgd())
-    replicas = strategy.num_replicas_in_sync
-else:
-    devices = keras.distribution.list_devices()
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    multi = L2MGAN(get_preset("tiny_32"))
-    multi.set_weights(initial)
-    multi.compile(jit_compile=jit, **sgd())
-    replicas = len(devices)
-multi.fit(data, batch_size=4, shuffle=False, verbose=0)
-diff = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), multi.get_weights()))
-moved = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), initial))
-ema = lambda m: [np.asarray(keras.ops.convert_to_numpy(e)) for _, e in m.optimizer.ema_pairs()]
-ema_diff = max(float(np.abs(a - b).max()) for a, b in zip(ema(single), ema(multi)))
-print(json.dumps({"replicas": replicas, "diff": diff, "moved": moved, "ema_diff": ema_diff}))
-"""
-
-# Two data-parallel replicas vs one device on the same global batch of 4, after one SGD step:
-# the largest weight/EMA difference is below 1e-2 of the largest weight change. What remains
-# is float32 rounding (per-replica batches of 2 run other conv kernels than one batch of 4),
-# amplified by the model itself: a single-device run from weights perturbed by 1e-6 (relative)
-# ends 2 steps later 0.011 away, as far as the two replicas (0.010; TF without oneDNN, the
-# default on CPUs without AVX-512, e.g. AMD EPYC). So one step only: measured 1.6e-4 there
-# (1.2e-3 of the change), 2.4e-5 with oneDNN. A missing 1/num_replicas scaling would double
-# every update (1.0).
-TOLERANCE = 1e-2
-
-
-def _check_distributed(backend: str, extra_env: dict | None = None) -> None:
-    env_backup = dict(os.environ)
-    os.environ.update(extra_env or {})
-    try:
-        result = run_python(_DISTRIBUTED, backend, timeout=400)
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["replicas"] == 2
-    assert report["moved"] > 1e-3
-    assert report["diff"] < TOLERANCE * report["moved"], report
-    assert report["ema_diff"] < TOLERANCE * report["moved"], report
-
-
-@pytest.mark.tensorflow_only
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
-    _check_distributed("tensorflow")
-
-
-def test_jax_data_parallel_on_two_host_devices_matches_one_device():
-    if current_backend() != "jax":
-        pytest.skip("runs in the jax pass")
-    _check_distributed("jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
 
 
 def _folder_dataset(root, domains):
@@ -214,7 +129,8 @@ def _checkpoint(run_dir, step):
     return checkpoints.checkpoint_path(run_dir / "checkpoints", step)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # resumed here, compared with the reference run (trained here)
+@pytest.mark.slow  # the reference run, a CLI training killed, then resumed
 def test_sigkill_then_resume_continues_exactly(reference_run, tmp_path):
     from keras_l2mgan.bundle import load_bundle
     from keras_l2mgan.training import checkpoints
@@ -292,7 +208,8 @@ def _worst_moment_difference(path, reference_path) -> float:
     return worst
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # compared with the reference run, trained in this process
+@pytest.mark.slow  # the reference run and two worker processes training
 def test_multi_worker_mirrored_strategy_on_loopback_matches_one_device(reference_run,
                                                                           tmp_path):
     """Two worker processes on 127.0.0.1 (TF_CONFIG), one CPU replica each, through
@@ -326,7 +243,8 @@ def test_multi_worker_mirrored_strategy_on_loopback_matches_one_device(reference
     # Step 1 starts from the same weights on the same global batch: its gradients (Adam's
     # moments) match the one-device run to float32 rounding (measured 4e-6 with oneDNN, 1.4e-3
     # with TF's Eigen kernels, the default on CPUs without AVX-512: the model amplifies
-    # rounding, see TOLERANCE); a wrong data shard or loss scaling makes them differ by ~1.
+    # rounding, see TOLERANCE in test_train.py); a wrong data shard or loss scaling makes them
+    # differ by ~1.
     # After step 2 Adam's sign steps on rounding-level gradients have moved a few weights by
     # 2 * lr (measured 1.6e-3 with oneDNN, 2.5e-2 with Eigen).
     reference = reference_run["run_dir"]
@@ -393,7 +311,8 @@ class KerasMultiWorkerBug(Exception):
     """The known Keras failure (any other one fails the test instead of x-failing it)."""
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # two TensorFlow worker processes, none of this process
+@pytest.mark.slow  # two worker processes, each importing TensorFlow and fitting twice
 @pytest.mark.xfail(strict=True, raises=KerasMultiWorkerBug,
                    reason="Keras 3 bugs (keras-team/keras#20585, #20329); when this passes, the "
                    "workarounds in L2MGAN._maybe_symbolic_build and trainers/tensorflow.py "
@@ -409,7 +328,7 @@ def test_plain_keras_fit_under_multi_worker_strategy(keras_multi_worker_results,
         raise KerasMultiWorkerBug(result[:300])
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # other backends refuse --multi-worker before reading TF_CONFIG
 def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     code, stderr = _l2m_train("--multi-worker", "--run-dir", tmp_path / "r")
@@ -434,7 +353,7 @@ def _one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # some refusals come from the backend's trainer (its devices)
 @pytest.mark.parametrize("args, message", [
     (["--preset", "huge"], "'huge' is not one of 'celeba_hq_256'"),
     (["--attrs", "wings"], "wings"),
@@ -453,7 +372,8 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing half-made
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.needs_tensorflow  # the reference run resumed in this process
+@pytest.mark.slow  # the reference run, then a resume that traces the step again
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(reference_run,
                                                                              tmp_path):
     """A real divergence: the reference run resumed with --lr 1e8 (which also shows that a
@@ -497,7 +417,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(ref
     assert "the run used --preset tiny_32, not small_64" in _one_error_line(stderr)
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.backend_independent  # checkpoint files and a callback: the same on every backend
 def test_checkpoint_refuses_a_non_finite_state(tmp_path):
     """Losses can stay finite while an overflowing gradient made a weight NaN: such a state is
     never written, so it cannot rotate a good checkpoint out."""

@@ -15,7 +15,8 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-pytestmark = pytest.mark.tensorflow_only
+# The tool starts each backend in its own process, each building and tracing the train step.
+pytestmark = [pytest.mark.backend_independent, pytest.mark.slow]
 
 
 def test_backends_compute_the_same_step():
