@@ -245,6 +245,8 @@ class L2MGAN(keras.Model):
             LSO = keras.optimizers.LossScaleOptimizer
             g_optimizer = g_optimizer if isinstance(g_optimizer, LSO) else LSO(g_optimizer)
             d_optimizer = d_optimizer if isinstance(d_optimizer, LSO) else LSO(d_optimizer)
+        # As given (before the backend may turn jit off), so a .keras file loads as compiled.
+        self._compile_settings = {"seed": seed, "jit_compile": jit_compile}
         trainer = current_trainer()
         if not trainer.SUPPORTS_JIT:
             jit_compile = False
@@ -261,6 +263,26 @@ class L2MGAN(keras.Model):
         # Build now (fit() does not on every backend): checkpoints can then load into it.
         optimizers.build(self.trainable_variables)
         self._train_step_fn = trainer.train_step
+
+    def get_compile_config(self) -> dict[str, Any]:
+        """compile()'s arguments, which a .keras file keeps and `compile_from_config` replays.
+
+        Keras' own would hold the GANOptimizers, which only compile() can wire to this model's
+        D variables; the children are saved as they are now (a changed learning rate too) and
+        their variables are restored by `keras.saving.load_model` after this compile."""
+        if not self.compiled:
+            return {}
+        return {"g_optimizer": keras.optimizers.serialize(self.optimizer.g_optimizer),
+                "d_optimizer": keras.optimizers.serialize(self.optimizer.d_optimizer),
+                "loss_weights": self.loss_weights.to_dict(),
+                "steps_per_execution": self.steps_per_execution,
+                **self._compile_settings}
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        config = dict(config)
+        for key in ("g_optimizer", "d_optimizer"):
+            config[key] = keras.optimizers.deserialize(config[key])
+        self.compile(**config)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras' TensorFlow trainer calls this before the first step; the backend's trainer

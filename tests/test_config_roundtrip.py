@@ -14,11 +14,6 @@ import pytest
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "keras_l2mgan"
-KNOWN_FAILURES = {
-    # GANOptimizers' constructor needs its two child optimizers, which get_config leaves out
-    # (issue 17: ".keras load loses the compile state").
-    "GANOptimizers": "GANOptimizers.from_config cannot rebuild its child optimizers",
-}
 
 
 def _registered_in_source() -> list[str]:
@@ -56,10 +51,7 @@ def test_every_registered_class_is_found_and_registered():
     assert registered == REGISTERED and len(REGISTERED) >= 14
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[n], raises=TypeError,
-                                            strict=True)) if n in KNOWN_FAILURES else n
-    for n in REGISTERED])
+@pytest.mark.parametrize("name", REGISTERED)
 def test_get_config_from_config_round_trip(examples, name):
     assert name in examples, f"no {name} in the example model: add one to the fixture"
     original = examples[name]

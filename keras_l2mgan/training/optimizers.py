@@ -17,6 +17,8 @@ exports of a short run were noise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -71,7 +73,11 @@ def inner(optimizer):
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class GANOptimizers(keras.optimizers.Optimizer):
-    """G+E optimizer and D optimizer as one; build() splits the variables by network."""
+    """G+E optimizer and D optimizer as one; build() splits the variables by network.
+
+    The config holds both children, so a .keras file rebuilds them; ``d_variables`` belong to
+    a model and are not in it: ``L2MGAN.compile`` passes them (``compile_from_config`` too).
+    """
 
     def __init__(self, g_optimizer, d_optimizer, d_variables=(), name: str = "gan_optimizers"):
         super().__init__(learning_rate=0.0, name=name)
@@ -120,5 +126,15 @@ class GANOptimizers(keras.optimizers.Optimizer):
             raise ValueError("the G+E optimizer was built without use_ema; no EMA to read")
         return list(zip(g._trainable_variables, g._model_variables_moving_average, strict=True))
 
-    def get_config(self):
-        return {"name": self.name}
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name,
+                "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
+                "d_optimizer": keras.optimizers.serialize(self.d_optimizer)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects=None) -> GANOptimizers:
+        config = dict(config)
+        for key in ("g_optimizer", "d_optimizer"):
+            config[key] = keras.optimizers.deserialize(config[key],
+                                                       custom_objects=custom_objects)
+        return cls(**config)
