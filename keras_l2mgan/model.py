@@ -40,8 +40,13 @@ def moved_style(s_un, s_re, new_s_re, alpha=None):
 
 def edit_style(style_encoder: StyleEncoder, x, source, target, alpha=1.0):
     """The edited style code s~ of images x moved from `source` to `target` with strength alpha."""
-    _, s_un, s_re, s_tilde_re = style_encoder(x, source, target)
-    return moved_style(s_un, s_re, s_tilde_re, alpha)
+    return _edited_and_own_style(style_encoder, x, source, target, alpha)[0]
+
+
+def _edited_and_own_style(style_encoder: StyleEncoder, x, source, target, alpha=1.0):
+    """(s~, s): the edited code and x's own code s = E(x, source), from one encoder pass."""
+    s, s_un, s_re, s_tilde_re = style_encoder(x, source, target)
+    return moved_style(s_un, s_re, s_tilde_re, alpha), s
 
 
 def like_style(style_encoder: StyleEncoder, x, source, reference, reference_domain,
@@ -49,9 +54,16 @@ def like_style(style_encoder: StyleEncoder, x, source, reference, reference_doma
     """The style code of x with its attribute-related part moved towards a reference face's:
     s~ = s_un(x) + s_re(x) + alpha * (s_re(ref) - s_re(x)). Each image's code is read in its
     own domain (source for x, reference_domain for the reference)."""
-    s_un, s_re = style_encoder.decompose(style_encoder.encode(x, source))
+    return _liked_and_own_style(style_encoder, x, source, reference, reference_domain, alpha)[0]
+
+
+def _liked_and_own_style(style_encoder: StyleEncoder, x, source, reference, reference_domain,
+                         alpha=1.0):
+    """(s~, s) of :func:`like_style`, with x's own code s = E(x, source)."""
+    s = style_encoder.encode(x, source)
+    s_un, s_re = style_encoder.decompose(s)
     _, s_re_ref = style_encoder.decompose(style_encoder.encode(reference, reference_domain))
-    return moved_style(s_un, s_re, s_re_ref, alpha)
+    return moved_style(s_un, s_re, s_re_ref, alpha), s
 
 
 def edit(generator: Generator, style_encoder: StyleEncoder, x, source, target, alpha=1.0,
@@ -138,8 +150,8 @@ class L2MGAN(keras.Model):
         target = self._labels(target, batch, "target")
         if masks is None:
             masks = self.generator_masks(x)
-        style = edit_style(self.style_encoder, x, source, target, alpha)
-        return self._draw(x, style, source, masks)
+        style, own_style = _edited_and_own_style(self.style_encoder, x, source, target, alpha)
+        return self._draw(x, style, own_style, masks)
 
     def edit_like(self, x, reference, alpha=1.0, source=None, reference_domain=None,
                   masks=None):
@@ -160,18 +172,20 @@ class L2MGAN(keras.Model):
                             else self._labels(reference_domain, batch, "reference_domain"))
         if masks is None:
             masks = self.generator_masks(x)
-        style = like_style(self.style_encoder, x, source, reference, reference_domain, alpha)
-        return self._draw(x, style, source, masks)
+        style, own_style = _liked_and_own_style(self.style_encoder, x, source, reference,
+                                                reference_domain, alpha)
+        return self._draw(x, style, own_style, masks)
 
-    def _draw(self, x, style, source, masks):
+    def _draw(self, x, style, own_style, masks):
         """G(x, style); with ``config.blend_changes``, blended into x where it differs from
-        the reconstruction G(x, E(x, source)) (see keras_l2mgan.blend)."""
+        the reconstruction G(x, own_style), own_style being E(x, source) (see
+        keras_l2mgan.blend)."""
         edited = self.generator(x, style, masks)
         if not self.config.blend_changes:
             return edited
         from keras_l2mgan.blend import blend_changes
 
-        reconstruction = self.generator(x, self.style_encoder.encode(x, source), masks)
+        reconstruction = self.generator(x, own_style, masks)
         return blend_changes(x, edited, reconstruction)
 
     def guess_domain(self, x):
