@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from keras_l2mgan.serving.batching import DEFAULT_MAX_BATCH_SIZE
 from keras_l2mgan.serving.limits import (
     MAX_CONCURRENT_REQUESTS,
     MAX_IMAGES_PER_REQUEST,
@@ -39,7 +40,8 @@ REST_FREE_PORT = -1  # --rest-api-port left out with --port 0: a free port
 @click.option("--batching-parameters-file", type=click.Path(exists=True, dir_okay=False),
               default=None, show_default="none",
               help="TF Serving batching_parameters.txt (implies batching).")
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=None, show_default="8",
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
+              show_default=str(DEFAULT_MAX_BATCH_SIZE),
               help="Largest batch.")
 @click.option("--batch-timeout-micros", type=click.IntRange(min=0), default=None,
               show_default="2000",

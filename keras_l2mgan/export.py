@@ -36,11 +36,12 @@ Signatures (every batched input has a leading batch dimension of any size):
 
 When the bundle holds a FAN (config ``fan``) and w_hpf > 0, the edit signatures compute the
 face masks inside the graph from the images, as ``L2MGAN.edit`` does: clients send the crop only.
-The warmup file holds one request per signature at every batch size the server runs it at
-(``served_batch_sizes`` of ``batching_parameters.txt`` beside the model dirs: 1 to 8 for
-saved_models/). ``assets.extra`` also holds ``config.json``, ``variable_paths.json`` (the
-path of each saved variable, for ``bundle_from_saved_model``), and ``landmarks_mean.npy`` and
-``training.json`` when known, so `l2m edit` reads them without running the model.
+The warmup file holds one request per signature at the batch sizes the server runs it at
+(``warmup_batch_sizes`` of ``batching_parameters.txt`` beside the model dirs: its allowed sizes,
+or powers of two up to max_batch_size, at most 64: 1, 2, 4, 8 for saved_models/).
+``assets.extra`` also holds ``config.json``, ``variable_paths.json`` (the path of each saved
+variable, for ``bundle_from_saved_model``), and ``landmarks_mean.npy`` and ``training.json``
+when known, so `l2m edit` reads them without running the model.
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ def _export_here(bundle_dir: Path, target: Path, name: str, compute_dtype: str) 
     training_data = run_training_data(bundle_dir)
     archive = build_archive(model, compute_dtype, landmarks_mean, training_data)
     # The batching file beside the model dirs says which batch sizes the server will run.
-    batch_sizes = served_batch_sizes(target.parent.parent / BATCHING_FILE)
+    batch_sizes = warmup_batch_sizes(served_batch_sizes(target.parent.parent / BATCHING_FILE))
     # TF Serving only loads numeric dirs, so the dot-named temp dir is invisible until the rename.
     with atomic_directory(target, SAVED_MODEL_KIND, SAVED_MODEL_FILES) as tmp:
         archive.write_out(str(tmp), verbose=False)
@@ -356,7 +357,7 @@ def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Pat
     ExportArchive: by checkpoint key), written as run_dir/model/ with
     run_dir/training_options.json when the export says it was trained on synthetic faces, so
     `l2m export run_dir` writes an equivalent export with today's signatures. TensorFlow
-    backend only. Returns the bundle dir."""
+    backend only. run_dir must be new or empty. Returns the bundle dir."""
     import keras
 
     from keras_l2mgan.atomic import write_file_atomic
@@ -367,6 +368,9 @@ def bundle_from_saved_model(version_dir: str | Path, run_dir: str | Path) -> Pat
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError("bundle_from_saved_model runs on the TensorFlow backend")
     version_dir, run_dir = Path(version_dir), Path(run_dir)
+    # The run dir receives model/ and training_options.json: never write them over a user's run.
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ValueError(f"{run_dir} already exists and is not empty: name a new run directory")
     config_path = version_dir / "assets.extra" / CONFIG_FILE
     if not config_path.is_file():
         raise ValueError(f"{version_dir} has no assets.extra/{CONFIG_FILE}: not an `l2m export`")
@@ -454,6 +458,22 @@ def served_batch_sizes(batching_file: str | Path) -> tuple[int, ...]:
     if parameters.get("allowed_batch_sizes"):
         return tuple(parameters["allowed_batch_sizes"])
     return tuple(range(1, parameters.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE) + 1))
+
+
+# The largest warmup request: each is replayed at load, so a server told to batch 256 images at
+# 256 px must not allocate 256-image requests for every signature before it serves anything.
+MAX_WARMUP_BATCH = 64
+
+
+def warmup_batch_sizes(served: tuple[int, ...]) -> tuple[int, ...]:
+    """The batch sizes to warm up, of those a server runs (`served_batch_sizes`): its
+    allowed_batch_sizes as listed, or, where a batch closes at any size from 1 to N, the
+    powers of two and N (the signatures take any batch, so a few sizes prepare the kernels
+    for all); none above MAX_WARMUP_BATCH."""
+    if served == tuple(range(1, len(served) + 1)):
+        largest = served[-1]
+        served = tuple(sorted({1 << k for k in range(largest.bit_length())} | {largest}))
+    return tuple(size for size in served if size <= MAX_WARMUP_BATCH) or (1,)
 
 
 def warmup_inputs(signature: str, batch: int, img_size: int) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def test_written_by_export_archive_with_the_one_signature_list(exported):
     assert len(keys) == len(paths) + 1  # and the object graph
 
 
-def test_warmup_requests_cover_every_signature_at_every_served_batch_size(exported):
+def test_warmup_requests_cover_every_signature_at_the_warmed_batch_sizes(exported):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -120,11 +120,23 @@ def test_warmup_requests_cover_every_signature_at_every_served_batch_size(export
         warmed.add((name, size))
         if size in (None, 1, 8):  # the request runs, as TF Serving replays it at load
             function(**{key: tf.constant(value) for key, value in inputs.items()})
-    # No batching_parameters.txt beside this export: 1 to the default max_batch_size, 8.
+    # No batching_parameters.txt beside this export: powers of two to the default maximum, 8.
     expected = {(name, size) for name in SIGNATURES if name != "metadata"
-                for size in range(1, 9)} | {("metadata", None)}
+                for size in (1, 2, 4, 8)} | {("metadata", None)}
     assert warmed == expected
     assert len(records) == len(expected)
+
+
+def test_warmup_batch_sizes_are_few_and_bounded():
+    from keras_l2mgan.export import MAX_WARMUP_BATCH, warmup_batch_sizes
+
+    assert warmup_batch_sizes(tuple(range(1, 9))) == (1, 2, 4, 8)
+    assert warmup_batch_sizes(tuple(range(1, 7))) == (1, 2, 4, 6)
+    assert warmup_batch_sizes((1,)) == (1,)
+    assert warmup_batch_sizes((2, 8, 100)) == (2, 8)  # allowed sizes as listed, capped
+    big = warmup_batch_sizes(tuple(range(1, 257)))
+    assert big == (1, 2, 4, 8, 16, 32, 64) and max(big) == MAX_WARMUP_BATCH
+    assert warmup_batch_sizes((128, 256)) == (1,)
 
 
 def test_served_batch_sizes_follow_the_batching_parameters(tmp_path):
@@ -150,6 +162,19 @@ def test_bundle_from_saved_model_restores_every_weight(exported, tmp_path):
     assert [w.path for w in recovered.weights] == [w.path for w in model.weights]
     for ours, theirs in zip(recovered.weights, model.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_bundle_from_saved_model_refuses_an_existing_run(exported, tmp_path):
+    from keras_l2mgan.export import bundle_from_saved_model
+
+    _, version_dir = exported
+    run_dir = tmp_path / "someone_elses_run"
+    run_dir.mkdir()
+    (run_dir / "training_options.json").write_text("{}\n")
+    with pytest.raises(ValueError, match="not empty"):
+        bundle_from_saved_model(version_dir, run_dir)
+    assert (run_dir / "training_options.json").read_text() == "{}\n"
+    assert not (run_dir / "model").exists()
 
 
 def test_saved_model_matches_keras(exported):
