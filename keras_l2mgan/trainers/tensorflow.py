@@ -115,3 +115,8 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
     if iterator is not None and model._distribute_strategy is not None:
         return None, iterator.data_adapter.get_tf_dataset().element_spec
     return iterator, data_batch
+
+
+def convolution(inputs, kernel, padding: str):
+    """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
+    return keras.ops.conv(inputs, kernel, strides=1, padding=padding)

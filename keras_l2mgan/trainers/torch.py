@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import NoReturn
 
+import keras
 import torch
 
 from keras_l2mgan import losses
@@ -83,3 +84,8 @@ def sync_state(model) -> None:
 def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
     """Unchanged (Keras' torch trainer does not call _maybe_symbolic_build)."""
     return iterator, data_batch
+
+
+def convolution(inputs, kernel, padding: str):
+    """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
+    return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
