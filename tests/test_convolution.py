@@ -69,3 +69,14 @@ def test_jax_convolution_kernel_gradient_keeps_bfloat16():
     assert gradient.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(gradient, np.float32),
                                np.asarray(reference, np.float32), rtol=2e-2, atol=0.5)
+
+
+def test_strided_convolutions_bypass_the_hook():
+    from keras_l2mgan.layers.common import Conv2D
+
+    x, _ = _data(8, 3, 4, 3)
+    layer = Conv2D(4, 3, strides=2, padding="same")
+    out = layer(x)
+    reference = ops.conv(x, layer.kernel, strides=2, padding="same") + layer.bias
+    np.testing.assert_allclose(ops.convert_to_numpy(out), ops.convert_to_numpy(reference),
+                               rtol=1e-5, atol=1e-5)

@@ -27,7 +27,10 @@ def main(bundle: str, output: str, attrs: str) -> None:
     if Path(output).exists():
         raise click.UsageError(f"{output} already exists: name a new directory")
     names = domain_names([a.strip() for a in attrs.split(",")])
-    expanded = expand_domains(load_bundle(bundle), names)
+    try:
+        expanded = expand_domains(load_bundle(bundle), names)
+    except ValueError as error:  # domains that do not extend the bundle's
+        raise click.UsageError(str(error)) from None
     save_bundle(expanded, output)
     click.echo(f"{output}: {len(names)} domains ({', '.join(names)}) from {bundle}")
 

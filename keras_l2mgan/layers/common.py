@@ -24,6 +24,10 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         from keras_l2mgan.trainers import current_trainer
 
+        plain = (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                 and self.groups == 1 and self.data_format == "channels_last")
+        if not plain:  # the hook covers the networks' convolutions only
+            return super().convolution_op(inputs, kernel)
         return current_trainer().convolution(inputs, kernel, self.padding)
 
 
