@@ -1,0 +1,105 @@
+"""Where the torch train step spends its time, op by op, next to the official PyTorch step.
+
+    KERAS_BACKEND=torch python benchmarks/torch_step_profile.py [--preset official_64]
+        [--batch 8] [--top 25] [-o benchmarks/results/torch_step_profile.md]
+
+Both sides run in this one process on the same random batch: our L2MGAN train step (Keras on
+the torch backend, float32, eager, official losses) and tests/torch_reference.py's
+OfficialTrainer (the official recipe). Each side gets one warm-up step, then one step under
+torch.profiler; the table lists aten ops by self CPU time on each side, so an op that costs
+more on our side (or that only our side runs) shows where the step loses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _profile(step) -> tuple[float, dict[str, tuple[float, int]]]:
+    """Seconds of one profiled call and {op name: (self CPU seconds, calls)}."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+    ops = {}
+    for event in prof.key_averages():
+        ops[event.key] = (event.self_cpu_time_total / 1e6, event.count)
+    return seconds, ops
+
+
+def _ours(preset: str, batch: int):
+    import keras
+
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.model import L2MGAN
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from side_by_side import _inputs
+
+    keras.config.set_dtype_policy("float32")
+    model = L2MGAN(get_preset(preset))
+    model.compile(jit_compile=False)
+    _, images, labels = _inputs(batch, model.config.img_size)
+    data = {"images": images, "labels": labels}
+    return lambda: model.fit(data, batch_size=batch, verbose=0)
+
+
+def _reference(preset: str, batch: int):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from side_by_side import _reference_call
+
+    return _reference_call({"kind": "train", "preset": preset, "batch": batch})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="official_64")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args()
+    if os.environ.get("KERAS_BACKEND") != "torch":
+        sys.exit("Error: run with KERAS_BACKEND=torch (this profiles the torch train step)")
+
+    sides = {"ours": _ours(args.preset, args.batch),
+             "official": _reference(args.preset, args.batch)}
+    results = {}
+    for name, step in sides.items():
+        step()  # warm-up: builds variables and optimizer slots
+        results[name] = _profile(step)
+        print(f"{name}: {results[name][0]:.2f} s", file=sys.stderr)
+
+    ours_ops, official_ops = results["ours"][1], results["official"][1]
+    names = sorted(set(ours_ops) | set(official_ops),
+                   key=lambda k: -max(ours_ops.get(k, (0, 0))[0], official_ops.get(k, (0, 0))[0]))
+    lines = [f"### torch train step by op: {args.preset}, batch {args.batch}, float32, eager",
+             "",
+             f"One profiled step each, same process: ours {results['ours'][0]:.2f} s, "
+             f"official {results['official'][0]:.2f} s (profiler overhead included).",
+             "",
+             "| op | ours: self CPU s (calls) | official: self CPU s (calls) | ours - official s |",
+             "|---|---:|---:|---:|"]
+    for key in names[:args.top]:
+        mine, theirs = ours_ops.get(key, (0.0, 0)), official_ops.get(key, (0.0, 0))
+        lines.append(f"| `{key}` | {mine[0]:.3f} ({mine[1]}) | {theirs[0]:.3f} ({theirs[1]}) "
+                     f"| {mine[0] - theirs[0]:+.3f} |")
+    total_mine = sum(v[0] for v in ours_ops.values())
+    total_theirs = sum(v[0] for v in official_ops.values())
+    lines.append(f"| **all ops** | {total_mine:.3f} | {total_theirs:.3f} "
+                 f"| {total_mine - total_theirs:+.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
