@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Profile this tree's keras_l2mgan, not whichever one the environment has installed.
+sys.path.insert(0, str(ROOT))
 
 
 def _profile(step) -> tuple[float, dict[str, tuple[float, int]]]:

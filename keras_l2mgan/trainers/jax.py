@@ -18,7 +18,6 @@ import keras
 from keras import StatelessScope
 
 from keras_l2mgan import losses
-from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 
 SUPPORTS_JIT = True
 # No dynamic loss scaling for two optimizers here: --precision mixed_bfloat16 instead.
@@ -184,7 +183,3 @@ def _kernel_gradient(inputs, output_gradient, kernel, padding: str):
 
 
 _convolution.defvjp(_convolution_forward, _convolution_backward)
-
-
-# The keras.ops instance norm (torch swaps in its fused kernel; see trainers/__init__.py).
-instance_normalize = instance_normalize_with_ops

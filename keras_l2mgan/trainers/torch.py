@@ -87,29 +87,5 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
 
 
 def convolution(inputs, kernel, padding: str):
-    """A stride-1 NHWC convolution without layout copies (see trainers/__init__.py).
-
-    keras.ops.conv makes NHWC inputs contiguous NCHW, then converts them to channels_last
-    memory again, and copies the kernel: measured as aten::copy_ at 11 % of an official_64
-    step (benchmarks/torch_step_profile.py). An NHWC tensor seen through permute(0, 3, 1, 2)
-    already is an NCHW tensor in channels_last memory, which torch convolves as it is, and
-    its output permuted back is contiguous NHWC.
-    """
-    rows, cols = kernel.shape[0], kernel.shape[1]
-    if padding == "same" and (rows % 2 == 0 or cols % 2 == 0):
-        # Even kernels pad unevenly; keras.ops.conv pads the way the other backends do.
-        return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
-    pad = (rows // 2, cols // 2) if padding == "same" else 0
-    inputs, kernel = keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel)
-    outputs = torch.nn.functional.conv2d(inputs.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
-                                         padding=pad)
-    return outputs.permute(0, 2, 3, 1)
-
-
-def instance_normalize(x, epsilon: float):
-    """Instance norm by torch's own kernel (one pass for the statistics, one fused backward):
-    the keras.ops form's mean, var, subtract and multiply were 9 % of an official_64 step."""
-    x = keras.ops.convert_to_tensor(x)
-    dtype = x.dtype
-    normalized = torch.nn.functional.instance_norm(x.float().permute(0, 3, 1, 2), eps=epsilon)
-    return normalized.permute(0, 2, 3, 1).to(dtype)
+    """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
+    return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
