@@ -37,28 +37,15 @@ def _profile(step) -> tuple[float, dict[str, tuple[float, int]]]:
     return seconds, ops
 
 
-def _ours(preset: str, batch: int):
-    import keras
-
-    from keras_l2mgan.config import get_preset
-    from keras_l2mgan.model import L2MGAN
-
+def _sides(preset: str, batch: int) -> dict:
+    """The two train steps, built the way benchmarks/side_by_side.py times them."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from side_by_side import _inputs
+    from side_by_side import _ours_call, _reference_call
 
-    keras.config.set_dtype_policy("float32")
-    model = L2MGAN(get_preset(preset))
-    model.compile(jit_compile=False)
-    _, images, labels = _inputs(batch, model.config.img_size)
-    data = {"images": images, "labels": labels}
-    return lambda: model.fit(data, batch_size=batch, verbose=0)
-
-
-def _reference(preset: str, batch: int):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from side_by_side import _reference_call
-
-    return _reference_call({"kind": "train", "preset": preset, "batch": batch})
+    ours = _ours_call({"kind": "train", "preset": preset, "batch": batch,
+                       "precision": "float32", "jit": False})
+    return {"ours": ours, "official": _reference_call({"kind": "train", "preset": preset,
+                                                        "batch": batch})}
 
 
 def main() -> None:
@@ -71,8 +58,7 @@ def main() -> None:
     if os.environ.get("KERAS_BACKEND") != "torch":
         sys.exit("Error: run with KERAS_BACKEND=torch (this profiles the torch train step)")
 
-    sides = {"ours": _ours(args.preset, args.batch),
-             "official": _reference(args.preset, args.batch)}
+    sides = _sides(args.preset, args.batch)
     results = {}
     for name, step in sides.items():
         step()  # warm-up: builds variables and optimizer slots
@@ -100,7 +86,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
-        args.output.write_text(text)
+        from keras_l2mgan.atomic import write_file_atomic
+
+        write_file_atomic(args.output, text)
 
 
 if __name__ == "__main__":

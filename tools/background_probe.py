@@ -49,29 +49,30 @@ def main() -> int:
     from keras_l2mgan.bundle import load_bundle
     from keras_l2mgan.data.synthetic_faces import renderer
     from keras_l2mgan.image_range import to_unit
+    from keras_l2mgan.metrics import synthetic
+    from keras_l2mgan.metrics.evaluate import synthetic_domains
 
     model = load_bundle(args.bundle)
-    names = list(model.config.names)
+    attrs, domain_values = synthetic_domains(list(model.config.names))
+    domain_of = {tuple(v): d for d, v in enumerate(domain_values.tolist())}
     params = renderer.sample_params(np.random.default_rng(7), args.faces)
-    x = to_unit(np.stack([renderer.render(p, model.config.img_size) for p in params]))
-    attributes = {"smiling": params[:, renderer.attribute_index("Smiling")] >= 0.5,
-                  "male": params[:, renderer.attribute_index("Male")] >= 0.5}
-    used = [a for a in ("smiling", "male") if any(a in n.split("+") for n in names)]
+    x = to_unit(synthetic.render(params, model.config.img_size))
+    values = synthetic.attribute_values(params, attrs)
 
-    def domain_of(values: dict[str, np.ndarray]) -> np.ndarray:
-        labels = ["+".join(a if values[a][i] else f"not_{a}" for a in used)
-                  for i in range(args.faces)]
-        return np.array([names.index(label) for label in labels], "int32")
+    def labels(rows: np.ndarray) -> np.ndarray:
+        return np.array([domain_of[tuple(v)] for v in rows.tolist()], "int32")
 
     background = params[:, [renderer.PARAM_NAMES.index(k) for k in BACKGROUND_PARAMS]]
     border = np.ones((x.shape[1], x.shape[2]), bool)
     border[BORDER:-BORDER, BORDER:-BORDER] = False
-    source = domain_of(attributes)
+    source = labels(values)
     print("| edit | border change at alpha 1 (grey levels) | norm s_un / s_re / move "
           "| background R^2 from s_un / s_re / move |")
     print("|---|---:|---:|---:|")
-    for flipped in used:
-        target = domain_of({**attributes, flipped: ~attributes[flipped]})
+    for column, attr in enumerate(attrs):
+        flipped_values = values.copy()
+        flipped_values[:, column] = 1 - flipped_values[:, column]
+        target = labels(flipped_values)
         _, s_un, s_re, s_tilde_re = (ops.convert_to_numpy(t)
                                      for t in model.style_encoder(x, source, target))
         move = s_tilde_re - s_re
@@ -81,7 +82,7 @@ def main() -> int:
         change = np.abs(edited[:, border] - x[:, border]).mean() * 127.5
         norms = " / ".join(f"{np.linalg.norm(v, axis=1).mean():.1f}" for v in (s_un, s_re, move))
         r2 = " / ".join(f"{held_out_r2(v, background):.2f}" for v in (s_un, s_re, move))
-        print(f"| {flipped} flipped | {change:.1f} | {norms} | {r2} |")
+        print(f"| {attr.lower()} flipped | {change:.1f} | {norms} | {r2} |")
     return 0
 
 

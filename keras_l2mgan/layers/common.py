@@ -21,14 +21,19 @@ class Conv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D (stride 1, NHWC) convolving with the backend trainer's
     ``convolution`` hook: keras.ops.conv, with a faster kernel gradient on JAX."""
 
-    def convolution_op(self, inputs, kernel):
+    def build(self, input_shape):
+        super().build(input_shape)
         from keras_l2mgan.trainers import current_trainer
 
+        # Decided once: the hook covers the networks' plain convolutions only.
         plain = (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                  and self.groups == 1 and self.data_format == "channels_last")
-        if not plain:  # the hook covers the networks' convolutions only
+        self._trainer_convolution = current_trainer().convolution if plain else None
+
+    def convolution_op(self, inputs, kernel):
+        if self._trainer_convolution is None:
             return super().convolution_op(inputs, kernel)
-        return current_trainer().convolution(inputs, kernel, self.padding)
+        return self._trainer_convolution(inputs, kernel, self.padding)
 
 
 def conv(filters: int, kernel_size: int, *, use_bias: bool = True, padding: str = "same",
