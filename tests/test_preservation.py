@@ -55,3 +55,35 @@ def test_ema_momentum_ramps_up_from_the_first_step(warmup):
         assert lag > 0.99 * moved
     restored = type(optimizer).from_config(optimizer.get_config())
     assert restored.ema_warmup is warmup
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_adam_updates_as_keras_adam_on_every_backend(ema):
+    """WarmupEmaAdam takes Keras' own Adam step (fused on torch, where Keras fuses it only for
+    keras.optimizers.Adam itself), weight decay included; its EMA follows the raw weights."""
+    import keras
+
+    from keras_l2mgan.training.optimizers import adam
+
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(shape).astype("float32") for shape in ((3, 4), (4,), (2, 2, 3))]
+    ours = adam(learning_rate=0.01, weight_decay=1e-2, ema_decay=0.9 if ema else None)
+    keras_adam = keras.optimizers.Adam(learning_rate=0.01, beta_1=0.0, beta_2=0.99, epsilon=1e-8,
+                                       weight_decay=1e-2)
+    results = []
+    for optimizer in (ours, keras_adam):
+        weights = [keras.Variable(value) for value in start]
+        optimizer.build(weights)
+        for step in range(4):
+            grads = [ops.convert_to_tensor(np.sin(value * (step + 1)).astype("float32"))
+                     for value in start]
+            optimizer.apply(grads, weights)
+        results.append([ops.convert_to_numpy(w) for w in weights])
+    for mine, theirs, first in zip(*results, start, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+        assert np.abs(mine - first).min() > 1e-3  # every weight moved
+    if ema:
+        averages = [ops.convert_to_numpy(a) for a in ours._model_variables_moving_average]
+        for average, weight, first in zip(averages, results[0], start, strict=True):
+            # The EMA lies between the weights after step 1 and now: closer to now than start.
+            assert np.abs(average - weight).mean() < np.abs(first - weight).mean()

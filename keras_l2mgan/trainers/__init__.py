@@ -33,6 +33,11 @@ defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
 ``convolution(inputs, kernel, padding)``
     The networks' stride-1 convolution (NHWC inputs, HWIO kernel, "same" or "valid"):
     keras.ops.conv, except on JAX, whose kernel gradient on CPU is computed faster by hand.
+``fused_adam_step`` / ``fused_moving_average``
+    None, or the optimizer's Adam update of all variables at once
+    ``(optimizer, grads, variables, learning_rate)`` / its EMA update of all averages at once
+    ``(averages, variables, momentum)``; None: Keras' per-variable updates, which TF and JAX
+    compile into the step anyway. torch runs eagerly, op by op, so it fuses them.
 
 Importing this package imports no backend; ``get_trainer`` imports one backend's module (and
 so keras and that backend's library).
@@ -46,7 +51,8 @@ from types import ModuleType
 BACKENDS = ("tensorflow", "jax", "torch")  # each has a module of the same name here
 HOOKS = ("train_step", "SUPPORTS_JIT", "SUPPORTS_MIXED_FLOAT16", "SUPPORTS_MULTI_DEVICE",
          "SUPPORTS_MULTI_WORKER", "default_jit", "list_devices", "data_parallel",
-         "multi_worker_strategy", "sync_state", "symbolic_build_inputs", "convolution")
+         "multi_worker_strategy", "sync_state", "symbolic_build_inputs", "convolution",
+         "fused_adam_step", "fused_moving_average")
 
 
 def get_trainer(backend: str) -> ModuleType:

@@ -24,6 +24,8 @@ SUPPORTS_JIT = True
 SUPPORTS_MIXED_FLOAT16 = False
 SUPPORTS_MULTI_DEVICE = True  # keras.distribution.DataParallel
 SUPPORTS_MULTI_WORKER = False  # --multi-worker is TensorFlow's MultiWorkerMirroredStrategy
+fused_adam_step = None  # Keras' per-variable updates, compiled into the step
+fused_moving_average = None
 
 
 def _r1(discriminator):

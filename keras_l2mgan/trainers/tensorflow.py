@@ -19,6 +19,8 @@ SUPPORTS_JIT = True
 SUPPORTS_MIXED_FLOAT16 = True
 SUPPORTS_MULTI_DEVICE = True  # MirroredStrategy
 SUPPORTS_MULTI_WORKER = True  # MultiWorkerMirroredStrategy
+fused_adam_step = None  # Keras' per-variable updates, compiled into the step
+fused_moving_average = None
 
 
 def _r1(discriminator):

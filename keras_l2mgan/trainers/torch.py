@@ -89,3 +89,19 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
 def convolution(inputs, kernel, padding: str):
     """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
     return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
+
+
+def fused_adam_step(optimizer, grads, variables, learning_rate) -> None:
+    """Keras' own torch Adam (torch._foreach ops over all variables), which Keras picks only for
+    keras.optimizers.Adam itself: per-variable updates cost ~800 small ops a step."""
+    from keras.src.backend.torch.optimizers.torch_adam import Adam
+
+    with torch.no_grad():
+        Adam._parallel_update_step(optimizer, grads, variables, learning_rate)
+
+
+def fused_moving_average(averages, variables, momentum) -> None:
+    """average <- momentum * average + (1 - momentum) * variable, in place, all at once."""
+    with torch.no_grad():
+        torch._foreach_lerp_([a.value for a in averages], [v.value for v in variables],
+                             1.0 - momentum)

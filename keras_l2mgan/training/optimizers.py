@@ -23,6 +23,7 @@ import keras
 from keras import ops
 
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE
+from keras_l2mgan.trainers import current_trainer
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -38,18 +39,34 @@ class WarmupEmaAdam(keras.optimizers.Adam):
         super().__init__(*args, **kwargs)
         self.ema_warmup = ema_warmup
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate) -> None:
+        # Keras runs its fused torch Adam only for keras.optimizers.Adam itself, not subclasses.
+        fused = current_trainer().fused_adam_step
+        if fused is None:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        fused(self, grads, trainable_variables, learning_rate)
+
     def _update_model_variables_moving_average(self, trainable_variables) -> None:
-        if not (self.use_ema and self.ema_warmup):
-            return super()._update_model_variables_moving_average(trainable_variables)
+        if not self.use_ema:
+            return
         step = ops.cast(self.iterations, "float32")  # applied steps before this one
-        # The averages start at zero (Keras creates them so): the first step copies the weights.
-        ramp = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        if self.ema_warmup:
+            # The averages start at zero (Keras creates them so): the first step copies the
+            # weights, as Keras' own EMA does.
+            ramp = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        else:
+            ramp = ops.convert_to_tensor(self.ema_momentum, "float32")
         momentum = ops.where(step > 0, ramp, 0.0)
-        for var, average in zip(trainable_variables, self._model_variables_moving_average,
-                                strict=True):
-            if average is not None:
-                m = ops.cast(momentum, var.dtype)
-                average.assign(m * average + (1.0 - m) * var)
+        pairs = [(average, var) for var, average in
+                 zip(trainable_variables, self._model_variables_moving_average, strict=True)
+                 if average is not None]
+        fused = current_trainer().fused_moving_average
+        if fused is not None:
+            fused([a for a, _ in pairs], [v for _, v in pairs], momentum)
+            return
+        for average, var in pairs:
+            m = ops.cast(momentum, var.dtype)
+            average.assign(m * average + (1.0 - m) * var)
 
     def get_config(self):
         return {**super().get_config(), "ema_warmup": self.ema_warmup}
