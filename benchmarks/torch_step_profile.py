@@ -1,13 +1,14 @@
-"""Where the torch train step spends its time, op by op, next to the official PyTorch step.
+"""Where the torch train step (or edit) spends its time, op by op, next to the official one.
 
-    KERAS_BACKEND=torch python benchmarks/torch_step_profile.py [--preset official_64]
-        [--batch 8] [--top 25] [-o benchmarks/results/torch_step_profile.md]
+    KERAS_BACKEND=torch python benchmarks/torch_step_profile.py [--kind train|edit]
+        [--preset official_64] [--batch 8] [--top 25] [-o benchmarks/results/torch_step_profile.md]
 
 Both sides run in this one process on the same random batch: our L2MGAN train step (Keras on
 the torch backend, float32, eager, official losses) and tests/torch_reference.py's
-OfficialTrainer (the official recipe). Each side gets one warm-up step, then one step under
-torch.profiler; the table lists aten ops by self CPU time on each side, so an op that costs
-more on our side (or that only our side runs) shows where the step loses.
+OfficialTrainer (the official recipe); with --kind edit, our predict() of an alpha-1 edit and
+the official edit under no_grad, as benchmarks/bench_edit.py times them. Each side gets one
+warm-up call, then one call under torch.profiler; the table lists aten ops by self CPU time on
+each side, so an op that costs more on our side (or that only our side runs) shows where it loses.
 """
 
 from __future__ import annotations
@@ -37,19 +38,19 @@ def _profile(step) -> tuple[float, dict[str, tuple[float, int]]]:
     return seconds, ops
 
 
-def _sides(preset: str, batch: int) -> dict:
-    """The two train steps, built the way benchmarks/side_by_side.py times them."""
+def _sides(kind: str, preset: str, batch: int) -> dict:
+    """The two calls, built the way benchmarks/side_by_side.py times them."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from side_by_side import _ours_call, _reference_call
 
-    ours = _ours_call({"kind": "train", "preset": preset, "batch": batch,
-                       "precision": "float32", "jit": False})
-    return {"ours": ours, "official": _reference_call({"kind": "train", "preset": preset,
-                                                        "batch": batch})}
+    spec = {"kind": kind, "preset": preset, "batch": batch}
+    return {"ours": _ours_call({**spec, "precision": "float32", "jit": False}),
+            "official": _reference_call(spec)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=("train", "edit"), default="train")
     parser.add_argument("--preset", default="official_64")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--top", type=int, default=25)
@@ -58,7 +59,7 @@ def main() -> None:
     if os.environ.get("KERAS_BACKEND") != "torch":
         sys.exit("Error: run with KERAS_BACKEND=torch (this profiles the torch train step)")
 
-    sides = _sides(args.preset, args.batch)
+    sides = _sides(args.kind, args.preset, args.batch)
     results = {}
     for name, step in sides.items():
         step()  # warm-up: builds variables and optimizer slots
@@ -68,9 +69,9 @@ def main() -> None:
     ours_ops, official_ops = results["ours"][1], results["official"][1]
     names = sorted(set(ours_ops) | set(official_ops),
                    key=lambda k: -max(ours_ops.get(k, (0, 0))[0], official_ops.get(k, (0, 0))[0]))
-    lines = [f"### torch train step by op: {args.preset}, batch {args.batch}, float32, eager",
+    lines = [f"### torch {args.kind} by op: {args.preset}, batch {args.batch}, float32, eager",
              "",
-             f"One profiled step each, same process: ours {results['ours'][0]:.2f} s, "
+             f"One profiled call each, same process: ours {results['ours'][0]:.2f} s, "
              f"official {results['official'][0]:.2f} s (profiler overhead included).",
              "",
              "| op | ours: self CPU s (calls) | official: self CPU s (calls) | ours - official s |",

@@ -1,6 +1,6 @@
-"""The networks' convolution hook (trainers/*.convolution): equal to keras.ops.conv in value on
-every backend, and on JAX, whose kernel gradient is hand-written, in first and second
-derivatives too (R1 differentiates a gradient)."""
+"""The networks' convolution and instance-norm hooks (trainers/*): equal to keras.ops in value on
+every backend, and on JAX (hand-written kernel gradient) and torch (channels_last without
+copies) in first and second derivatives too (R1 differentiates a gradient)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,76 @@ def test_strided_convolutions_bypass_the_hook():
     reference = ops.conv(x, layer.kernel, strides=2, padding="same") + layer.bias
     np.testing.assert_allclose(ops.convert_to_numpy(out), ops.convert_to_numpy(reference),
                                rtol=1e-5, atol=1e-5)
+
+
+def _torch_penalty_gradients(convolve, x, kernel):
+    """Gradients of an R1-shaped loss (a loss of the input gradient) w.r.t. kernel and x."""
+    import torch
+
+    x = torch.tensor(x, requires_grad=True)
+    kernel = torch.tensor(kernel, requires_grad=True)
+    (input_gradient,) = torch.autograd.grad(torch.sin(convolve(x, kernel)).sum(), x,
+                                            create_graph=True)
+    loss = (input_gradient ** 2).sum() + (convolve(x, kernel) ** 2).sum()
+    return [g.detach().numpy() for g in torch.autograd.grad(loss, (kernel, x))]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_torch_convolution_gradients_equal_keras_ones(case):
+    if current_backend() != "torch":
+        pytest.skip("the channels_last convolution is torch's")
+    size, channels_in, channels_out, taps, padding = case
+    x, kernel = _data(size, channels_in, channels_out, taps)
+    ours = _torch_penalty_gradients(
+        lambda x, k: current_trainer().convolution(x, k, padding), x, kernel)
+    reference = _torch_penalty_gradients(
+        lambda x, k: ops.conv(x, k, strides=1, padding=padding), x, kernel)
+    for mine, theirs in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_convolution_output_is_contiguous_nhwc():
+    if current_backend() != "torch":
+        pytest.skip("the channels_last convolution is torch's")
+    x, kernel = _data(8, 3, 4, 3)
+    out = current_trainer().convolution(ops.convert_to_tensor(x), ops.convert_to_tensor(kernel),
+                                        "same")
+    assert tuple(out.shape) == (2, 8, 8, 4) and out.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_instance_normalize_hook_equals_keras_ops(dtype):
+    from keras_l2mgan.layers.normalization import instance_normalize_with_ops
+
+    rng = np.random.default_rng(3)
+    x = ops.cast(rng.standard_normal((2, 5, 6, 4)).astype("float32") * 3 + 1, dtype)
+    ours = current_trainer().instance_normalize(x, 1e-5)
+    reference = instance_normalize_with_ops(x, 1e-5)
+    assert ours.dtype == reference.dtype
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(ours, "float32")),
+                               ops.convert_to_numpy(ops.cast(reference, "float32")),
+                               rtol=tolerance, atol=tolerance)
+
+
+def test_torch_instance_normalize_gradients_equal_keras_ones():
+    if current_backend() != "torch":
+        pytest.skip("the fused instance norm is torch's")
+    import torch
+
+    from keras_l2mgan.layers.normalization import instance_normalize_with_ops
+
+    rng = np.random.default_rng(4)
+    x0 = rng.standard_normal((2, 5, 6, 4)).astype("float32") * 2
+    weights = torch.tensor(rng.standard_normal((2, 5, 6, 4)).astype("float32"))
+
+    def gradients(normalize):  # first and second derivatives, as under R1
+        x = torch.tensor(x0, requires_grad=True)
+        (first,) = torch.autograd.grad((torch.sin(normalize(x, 1e-5)) * weights).sum(), x,
+                                       create_graph=True)
+        (second,) = torch.autograd.grad((first ** 2).sum(), x)
+        return first.detach().numpy(), second.numpy()
+
+    for mine, theirs in zip(gradients(current_trainer().instance_normalize),
+                            gradients(instance_normalize_with_ops), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-3, atol=1e-4)

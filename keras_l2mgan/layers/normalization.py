@@ -9,7 +9,15 @@ from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE, dense
 
 
 def instance_normalize(x, epsilon: float):
-    """Normalise each sample and channel over H and W with the biased variance, in float32.
+    """Normalise each sample and channel over H and W with the biased variance, in float32,
+    by the backend trainer's ``instance_normalize`` hook (torch has a fused kernel)."""
+    from keras_l2mgan.trainers import current_trainer
+
+    return current_trainer().instance_normalize(x, epsilon)
+
+
+def instance_normalize_with_ops(x, epsilon: float):
+    """instance_normalize in keras.ops (the TensorFlow and JAX hook).
 
     The statistics are taken in float32 so mixed precision cannot lose them to bf16/fp16.
     """

@@ -32,7 +32,11 @@ defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
     What the model's ``_maybe_symbolic_build`` passes on to Keras (a TF workaround).
 ``convolution(inputs, kernel, padding)``
     The networks' stride-1 convolution (NHWC inputs, HWIO kernel, "same" or "valid"):
-    keras.ops.conv, except on JAX, whose kernel gradient on CPU is computed faster by hand.
+    keras.ops.conv, except on JAX, whose kernel gradient on CPU is computed faster by hand,
+    and torch, which convolves the NHWC memory as channels_last without copying it.
+``instance_normalize(x, epsilon)``
+    Instance normalisation of NHWC x over H and W in float32: keras.ops on TensorFlow and JAX,
+    torch's fused kernel on torch.
 ``fused_adam_step`` / ``fused_moving_average``
     None, or the optimizer's Adam update of all variables at once
     ``(optimizer, grads, variables, learning_rate)`` / its EMA update of all averages at once
@@ -52,7 +56,7 @@ BACKENDS = ("tensorflow", "jax", "torch")  # each has a module of the same name 
 HOOKS = ("train_step", "SUPPORTS_JIT", "SUPPORTS_MIXED_FLOAT16", "SUPPORTS_MULTI_DEVICE",
          "SUPPORTS_MULTI_WORKER", "default_jit", "list_devices", "data_parallel",
          "multi_worker_strategy", "sync_state", "symbolic_build_inputs", "convolution",
-         "fused_adam_step", "fused_moving_average")
+         "instance_normalize", "fused_adam_step", "fused_moving_average")
 
 
 def get_trainer(backend: str) -> ModuleType:

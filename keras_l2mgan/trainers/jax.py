@@ -18,6 +18,7 @@ import keras
 from keras import StatelessScope
 
 from keras_l2mgan import losses
+from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 
 SUPPORTS_JIT = True
 # No dynamic loss scaling for two optimizers here: --precision mixed_bfloat16 instead.
@@ -185,3 +186,6 @@ def _kernel_gradient(inputs, output_gradient, kernel, padding: str):
 
 
 _convolution.defvjp(_convolution_forward, _convolution_backward)
+
+
+instance_normalize = instance_normalize_with_ops

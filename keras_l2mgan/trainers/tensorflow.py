@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_l2mgan import losses
+from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 from keras_l2mgan.trainers import extra_logs
 
 SUPPORTS_JIT = True
@@ -122,3 +123,6 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
 def convolution(inputs, kernel, padding: str):
     """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
     return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
+
+
+instance_normalize = instance_normalize_with_ops

@@ -87,8 +87,23 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
 
 
 def convolution(inputs, kernel, padding: str):
-    """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
-    return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
+    """A stride-1 NHWC convolution without layout copies (see trainers/__init__.py).
+
+    keras.ops.conv makes NHWC inputs contiguous NCHW, then converts them to channels_last
+    memory again: at 256 px those copies were 42 % of an edit (`benchmarks/torch_step_profile.py
+    --kind edit`). An NHWC tensor seen through permute(0, 3, 1, 2) already is an NCHW tensor in
+    channels_last memory, which torch convolves as it is; its output permuted back is
+    contiguous NHWC.
+    """
+    rows, cols = kernel.shape[0], kernel.shape[1]
+    if padding == "same" and (rows % 2 == 0 or cols % 2 == 0):
+        # Even kernels pad unevenly; keras.ops.conv pads the way the other backends do.
+        return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
+    pad = (rows // 2, cols // 2) if padding == "same" else 0
+    inputs, kernel = keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel)
+    outputs = torch.nn.functional.conv2d(inputs.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
+                                         padding=pad)
+    return outputs.permute(0, 2, 3, 1)
 
 
 def fused_adam_step(optimizer, grads, variables, learning_rate) -> None:
@@ -105,3 +120,11 @@ def fused_moving_average(averages, variables, momentum) -> None:
     with torch.no_grad():
         torch._foreach_lerp_([a.value for a in averages], [v.value for v in variables],
                              1.0 - momentum)
+
+
+def instance_normalize(x, epsilon: float):
+    """Instance norm by torch's own kernel (one pass for the statistics, one fused backward):
+    keras.ops' mean, var, subtract and multiply passes cost 3x its time in a 256 px edit."""
+    x = keras.ops.convert_to_tensor(x)
+    normalized = torch.nn.functional.instance_norm(x.float().permute(0, 3, 1, 2), eps=epsilon)
+    return normalized.permute(0, 2, 3, 1).to(x.dtype)
