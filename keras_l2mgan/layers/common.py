@@ -19,7 +19,8 @@ def he_normal() -> keras.initializers.Initializer:
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class Conv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D (stride 1, NHWC) convolving with the backend trainer's
-    ``convolution`` hook: keras.ops.conv, with a faster kernel gradient on JAX."""
+    ``convolution`` hook: keras.ops.conv, with a faster kernel gradient on JAX and without
+    layout copies on torch."""
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -106,13 +106,18 @@ def convolution(inputs, kernel, padding: str):
     return outputs.permute(0, 2, 3, 1)
 
 
-def fused_adam_step(optimizer, grads, variables, learning_rate) -> None:
+def _fused_adam_step(optimizer, grads, variables, learning_rate) -> None:
     """Keras' own torch Adam (torch._foreach ops over all variables), which Keras picks only for
     keras.optimizers.Adam itself: per-variable updates cost ~800 small ops a step."""
-    from keras.src.backend.torch.optimizers.torch_adam import Adam
-
     with torch.no_grad():
-        Adam._parallel_update_step(optimizer, grads, variables, learning_rate)
+        _KerasTorchAdam._parallel_update_step(optimizer, grads, variables, learning_rate)
+
+
+try:  # a private Keras module: should a Keras release move it, Adam runs per variable again
+    from keras.src.backend.torch.optimizers.torch_adam import Adam as _KerasTorchAdam
+except ImportError:
+    _KerasTorchAdam = None
+fused_adam_step = None if _KerasTorchAdam is None else _fused_adam_step
 
 
 def fused_moving_average(averages, variables, momentum) -> None:
