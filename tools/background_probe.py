@@ -50,29 +50,25 @@ def main() -> int:
     from keras_l2mgan.data.synthetic_faces import renderer
     from keras_l2mgan.image_range import to_unit
     from keras_l2mgan.metrics import synthetic
-    from keras_l2mgan.metrics.evaluate import synthetic_domains
+    from keras_l2mgan.metrics.evaluate import synthetic_domains, synthetic_labels
 
     model = load_bundle(args.bundle)
     attrs, domain_values = synthetic_domains(list(model.config.names))
-    domain_of = {tuple(v): d for d, v in enumerate(domain_values.tolist())}
     params = renderer.sample_params(np.random.default_rng(7), args.faces)
     x = to_unit(synthetic.render(params, model.config.img_size))
     values = synthetic.attribute_values(params, attrs)
 
-    def labels(rows: np.ndarray) -> np.ndarray:
-        return np.array([domain_of[tuple(v)] for v in rows.tolist()], "int32")
-
     background = params[:, [renderer.PARAM_NAMES.index(k) for k in BACKGROUND_PARAMS]]
     border = np.ones((x.shape[1], x.shape[2]), bool)
     border[BORDER:-BORDER, BORDER:-BORDER] = False
-    source = labels(values)
+    source = synthetic_labels(values, domain_values)
     print("| edit | border change at alpha 1 (grey levels) | norm s_un / s_re / move "
           "| background R^2 from s_un / s_re / move |")
     print("|---|---:|---:|---:|")
     for column, attr in enumerate(attrs):
         flipped_values = values.copy()
         flipped_values[:, column] = 1 - flipped_values[:, column]
-        target = labels(flipped_values)
+        target = synthetic_labels(flipped_values, domain_values)
         _, s_un, s_re, s_tilde_re = (ops.convert_to_numpy(t)
                                      for t in model.style_encoder(x, source, target))
         move = s_tilde_re - s_re

@@ -8,16 +8,17 @@ from keras import ops
 from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE, dense
 
 
-def instance_normalize(x, epsilon: float):
-    """Normalise each sample and channel over H and W with the biased variance, in float32,
-    by the backend trainer's ``instance_normalize`` hook (torch has a fused kernel)."""
+def trainer_instance_normalize():
+    """The backend trainer's ``instance_normalize(x, epsilon)`` hook (torch has a fused kernel);
+    the layers look it up once, in build()."""
     from keras_l2mgan.trainers import current_trainer
 
-    return current_trainer().instance_normalize(x, epsilon)
+    return current_trainer().instance_normalize
 
 
 def instance_normalize_with_ops(x, epsilon: float):
-    """instance_normalize in keras.ops (the TensorFlow and JAX hook).
+    """Normalise each sample and channel over H and W with the biased variance, in keras.ops
+    (the TensorFlow and JAX hook).
 
     The statistics are taken in float32 so mixed precision cannot lose them to bf16/fp16.
     """
@@ -42,10 +43,11 @@ class InstanceNorm(keras.layers.Layer):
             channels = input_shape[-1]
             self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
             self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self._instance_normalize = trainer_instance_normalize()
         self.built = True
 
     def call(self, x):
-        out = instance_normalize(x, self.epsilon)
+        out = self._instance_normalize(x, self.epsilon)
         if self.affine:
             out = out * ops.cast(self.gamma, out.dtype) + ops.cast(self.beta, out.dtype)
         return out
@@ -66,13 +68,14 @@ class AdaIN(keras.layers.Layer):
 
     def build(self, x_shape, s_shape):
         self.fc.build(s_shape)
+        self._instance_normalize = trainer_instance_normalize()
         self.built = True
 
     def call(self, x, s):
         h = self.fc(s)
         gamma = ops.expand_dims(ops.expand_dims(h[:, : self.channels], 1), 1)
         beta = ops.expand_dims(ops.expand_dims(h[:, self.channels :], 1), 1)
-        return (1.0 + gamma) * instance_normalize(x, self.epsilon) + beta
+        return (1.0 + gamma) * self._instance_normalize(x, self.epsilon) + beta
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "epsilon": self.epsilon}

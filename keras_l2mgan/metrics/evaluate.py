@@ -57,6 +57,12 @@ def synthetic_domains(domain_names: list[str]) -> tuple[list[str], np.ndarray]:
     return attrs, values
 
 
+def synthetic_labels(values: np.ndarray, domain_values: np.ndarray) -> np.ndarray:
+    """The domain index of each row of 0/1 attribute values (rows of `synthetic_domains`' table)."""
+    domain_of = {tuple(v): d for d, v in enumerate(domain_values.tolist())}
+    return np.array([domain_of[tuple(v)] for v in values.tolist()], np.int32)
+
+
 def all_tasks(domain_names: list[str], attrs: list[str] | None = None,
               values: np.ndarray | None = None) -> list[Task]:
     tasks = []
@@ -257,8 +263,7 @@ def evaluate_synthetic(editor, classifier, features, num_test: int | None = None
     size = editor.img_size
     params = synthetic.split_params("test", num_test, seed)
     values = synthetic.attribute_values(params, attrs)
-    domain_of = {tuple(v): d for d, v in enumerate(domain_values.tolist())}
-    labels = np.array([domain_of[tuple(v)] for v in values.tolist()])
+    labels = synthetic_labels(values, domain_values)
     log(f"rendering {len(params)} test faces at {size} px")
     images = synthetic.render(params, size)
     real_correct = (classifier.probabilities(images)[:, columns] >= 0.5) == (values > 0)
