@@ -23,7 +23,8 @@ IMG_SIZES = [2**n for n in range(5, MAX_IMG_SIZE.bit_length())]  # what L2MConfi
 # The loss options: their parameter names -> the LossWeights fields they set.
 LOSS_OPTIONS = {"orthogonality": "orthogonality_form", "diversity_weight": "diversity",
                 "detach_style_target": "detach_style_target",
-                "reconstruction_weight": "reconstruction"}
+                "reconstruction_weight": "reconstruction",
+                "unchanged_region_weight": "unchanged_region"}
 TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}, "
               f"{DEFAULTS.preset}, {DEFAULTS.steps} steps).\n\nProgress goes to stderr; a "
               "summary with the next commands (or --json) to stdout.")
@@ -112,6 +113,11 @@ TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}
               default=LOSS_DEFAULTS.reconstruction, show_default=True,
               help="Weight of |G(x, E(x)) - x|, the edit at alpha 0 giving the input back "
                    "(keeps the face; 0 gives the official losses; see README, Keeping the face).")
+@click.option("--unchanged-region-weight", type=click.FloatRange(min=0),
+              default=LOSS_DEFAULTS.unchanged_region, show_default=True,
+              help="Weight of |G(x, s~) - G(x, E(x))| where no trained attribute changes the "
+                   "face (the renderer's masks: --data synthetic_memory only); keeps edits off "
+                   "the background (see README, Keeping the face).")
 @click.option("--detach-style-target/--no-detach-style-target",
               default=LOSS_DEFAULTS.detach_style_target, show_default=True,
               help="Stop the gradient into the target code of the style reconstruction loss "

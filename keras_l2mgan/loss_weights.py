@@ -32,6 +32,10 @@ class LossWeights:
     # (measured on the GPU-trained demo models: G(x, s(x)) is 13 dB from x, applying it twice
     # comes back to 17 dB; see the README's ablation).
     reconstruction: float = 0.0
+    # |G(x, s~) - G(x, s)| where no trained attribute can change the face (masks from the
+    # synthetic renderer, `--data synthetic_memory`): the edit must not recolour the background
+    # or repaint the rest of the face (measured on smiling_male: see the README's ablation).
+    unchanged_region: float = 0.0
     orthogonality_form: str = "cosine"
     # Without StarGAN v2's mapping network both sides of the style reconstruction loss come from
     # E, so E can lower it by shrinking every code. True stops the gradient into the target s~

@@ -5,6 +5,7 @@ One iteration is a discriminator step, then a generator step that updates G and 
     D: BCE(D(x, y), 1) + BCE(D(G(x, s~), y~), 0) + w_r1 * R1          (fakes without grad into G)
     G: BCE(D(x~, y~), 1) + w_sty * |E(x~, y~) - s~| + w_cyc * |G(x~, s) - x|
        + w_ortho * [ortho(s_un, s_re) + ortho(s_un, s~_re)] + w_rec * |G(x, s) - x|
+       + w_unch * |x~ - G(x, s)| on the region no attribute changes   (off by default)
        (- w_ds * diversity, off by default)
 
 with s = E(x, y), s~ = s_un + s~_re, x~ = G(x, s~). With w_hpf > 0 and a FAN, every generator
@@ -45,6 +46,14 @@ def r1_from_gradients(gradients):
 
 def l1_loss(a, b):
     return ops.mean(ops.abs(_f32(a) - _f32(b)))
+
+
+def masked_l1_loss(a, b, mask):
+    """Mean |a - b| over the pixels where `mask` (B, H, W, 1), in [0, 1], is on."""
+    mask = _f32(mask)
+    channels = ops.shape(a)[-1]
+    covered = ops.sum(mask) * ops.cast(channels, "float32")
+    return ops.sum(mask * ops.abs(_f32(a) - _f32(b))) / ops.maximum(covered, 1.0)
 
 
 def orthogonality_loss(a, b, form: str = "cosine"):
@@ -95,10 +104,13 @@ def discriminator_loss(model, x, x_fake, source, target, weights: LossWeights, r
     return loss, {"d_loss": loss, "d_real": loss_real, "d_fake": loss_fake, "r1": r1}
 
 
-def generator_loss(model, x, source, target, weights: LossWeights, masks=None):
+def generator_loss(model, x, source, target, weights: LossWeights, masks=None,
+                   unchanged_masks=None):
     """G+E loss and its parts (style reconstruction, cycle with the full s, orthogonality).
 
     `masks` are ``generator_masks(model, x)``; the cycle's masks are those of the fake image.
+    `unchanged_masks` (B, H, W, 1), 1 where no trained attribute changes the face, are needed
+    when ``weights.unchanged_region`` > 0 (the batch's `unchanged_masks`).
     """
     generator, encoder = model.generator, model.style_encoder
     s, s_un, s_re, s_tilde_re, s_tilde = edited_style(encoder, x, source, target)
@@ -114,10 +126,21 @@ def generator_loss(model, x, source, target, weights: LossWeights, masks=None):
             + weights.cycle * loss_cycle + weights.orthogonality * loss_ortho)
     logs = {"g_loss": loss, "g_adv": loss_adv, "g_style": loss_style, "g_cycle": loss_cycle,
             "g_ortho": loss_ortho}
+    x_rec = None
     if weights.reconstruction > 0:
-        loss_rec = l1_loss(generator(x, s, masks), x)
+        x_rec = generator(x, s, masks)
+        loss_rec = l1_loss(x_rec, x)
         loss = loss + weights.reconstruction * loss_rec
         logs.update(g_loss=loss, g_rec=loss_rec)
+    if weights.unchanged_region > 0:
+        if unchanged_masks is None:
+            raise ValueError("the unchanged-region term needs batches with unchanged_masks "
+                             "(l2m train --data synthetic_memory)")
+        if x_rec is None:
+            x_rec = generator(x, s, masks)
+        loss_unchanged = masked_l1_loss(x_fake, x_rec, unchanged_masks)
+        loss = loss + weights.unchanged_region * loss_unchanged
+        logs.update(g_loss=loss, g_unchanged=loss_unchanged)
     if weights.diversity > 0:
         # StarGAN v2's diversity-sensitive term, reference-guided: the same images edited with
         # the target code of another sample in the batch should look different.

@@ -310,11 +310,12 @@ class L2MGAN(keras.Model):
         return self._train_step_fn(self, *args)
 
     def unpack_batch(self, data):
-        """(images, source labels, target labels) of a training batch.
+        """(images, source labels, target labels, unchanged masks) of a training batch.
 
         Target labels come from the batch when it has them (the data pipeline draws them, so
         a distributed run sees the same ones as a single-device run); otherwise they are drawn
-        here with the model's seeded generator. They may equal the source labels.
+        here with the model's seeded generator. They may equal the source labels. The
+        unchanged masks (the unchanged-region term's) are None unless the batch has them.
         """
         if isinstance(data, (tuple, list)):
             data = data[0]
@@ -324,7 +325,10 @@ class L2MGAN(keras.Model):
         if target is None:
             target = keras.random.randint(ops.shape(source), 0, self.config.num_domains,
                                           seed=self.seed_generator, dtype="int32")
-        return images, source, ops.cast(target, "int32")
+        unchanged = data.get("unchanged_masks")
+        if unchanged is not None:
+            unchanged = ops.convert_to_tensor(unchanged)
+        return images, source, ops.cast(target, "int32"), unchanged
 
     def ema_model(self) -> L2MGAN:
         """A float32 L2MGAN whose generator and style encoder hold the EMA weights (D, FAN: raw).

@@ -70,7 +70,7 @@ def train_step(model, state, data):
 
     with StatelessScope(state_mapping=nt_mapping + list(zip(g_vars, g_values, strict=True))
                         + list(zip(d_vars, d_values, strict=True))) as scope:
-        x, source, target = model.unpack_batch(data)
+        x, source, target, unchanged = model.unpack_batch(data)
         x = x.astype(jnp.float32)
         masks = losses.generator_masks(model, x)  # None without a FAN; both steps share them
         x_fake = losses.make_fakes(model, x, source, target, masks)
@@ -86,7 +86,7 @@ def train_step(model, state, data):
     g_values, g_opt_values, g_logs = _network_step(
         model, optimizers.g_optimizer, g_vars, g_values,
         nt_mapping + list(zip(d_vars, d_values, strict=True)), g_opt_values,
-        lambda: losses.generator_loss(model, x, source, target, weights, masks))
+        lambda: losses.generator_loss(model, x, source, target, weights, masks, unchanged))
 
     logs = {**d_logs, **g_logs}
     scale = getattr(optimizers.g_optimizer, "dynamic_scale", None)

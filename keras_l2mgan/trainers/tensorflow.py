@@ -55,7 +55,7 @@ def train_step(model, data):
     # Keras all-reduce-SUMS gradients across replicas, so each replica's loss is divided by
     # their number: the sum of per-replica means is then the global mean.
     per_replica = 1.0 / strategy.num_replicas_in_sync
-    x, source, target = model.unpack_batch(data)
+    x, source, target, unchanged = model.unpack_batch(data)
     x = tf.cast(x, tf.float32)
 
     masks = losses.generator_masks(model, x)  # None without a FAN; both steps share them
@@ -67,7 +67,8 @@ def train_step(model, data):
     d_opt.apply(_gradients(tape, scaled, optimizers.d_variables), optimizers.d_variables)
 
     with tf.GradientTape() as tape:
-        g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks)
+        g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks,
+                                               unchanged)
         scaled = g_opt.scale_loss(g_loss * per_replica)
     g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
 

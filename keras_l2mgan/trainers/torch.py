@@ -42,7 +42,7 @@ def _apply(optimizer, loss, variables) -> None:
 def train_step(model, data):
     optimizers = model.optimizer
     g_opt, d_opt = optimizers.g_optimizer, optimizers.d_optimizer
-    x, source, target = model.unpack_batch(data)
+    x, source, target, unchanged = model.unpack_batch(data)
     x = x.float()
 
     with torch.no_grad():
@@ -52,7 +52,8 @@ def train_step(model, data):
                                         _r1(model.discriminator))
     _apply(d_opt, d_opt.scale_loss(d_loss), optimizers.d_variables)
 
-    g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks)
+    g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks,
+                                           unchanged)
     _apply(g_opt, g_opt.scale_loss(g_loss), optimizers.g_variables)
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}

@@ -94,7 +94,7 @@ class TrainingError(RunFailure):
 
 
 LOSS_OPTIONS = ("--orthogonality / --diversity-weight / --detach-style-target / "
-                "--reconstruction-weight")
+                "--reconstruction-weight / --unchanged-region-weight")
 
 
 def option_name(field: str) -> str:
@@ -123,6 +123,9 @@ def validate_options(options: TrainOptions) -> None:
             get_preset(options.preset).replace(img_size=options.img_size)
         except ValueError as error:
             raise ValueError(f"--img-size: {error}") from None
+    if options.loss_weights.get("unchanged_region", 0) > 0 and not in_memory(options.data):
+        raise ValueError(f"--unchanged-region-weight needs the renderer's masks of the synthetic "
+                         f"faces; train with --data {MEMORY_SOURCE} (not --data {options.data})")
     if options.multi_worker and in_memory(options.data):
         raise ValueError(f"--data {options.data} cannot be sharded across workers; use --data "
                          "synthetic (tf.data) with --multi-worker")
@@ -449,7 +452,9 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
         header={"options": options.to_dict(), "seed": options.seed})
     started = time.perf_counter()
     # shuffle=False: the stream is shuffled already (fit would warn that it ignores True).
-    if in_memory(options.data):
+    if in_memory(options.data) and backend == "tensorflow":
+        dataset = dataset.as_tf_dataset()  # static shapes: see MemoryBatches.as_tf_dataset
+    elif in_memory(options.data):
         # fit() takes Python generators (not other iterables) of (inputs,) tuples.
         dataset = ((batch,) for batch in dataset)
     model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback], shuffle=False,
@@ -545,7 +550,8 @@ def _training_data(options: TrainOptions, img_size: int):
     if in_memory(options.data):
         from keras_l2mgan.data.memory import build_memory_dataset
 
-        return build_memory_dataset(**kwargs)
+        unchanged = options.loss_weights.get("unchanged_region", 0) > 0
+        return build_memory_dataset(**kwargs, unchanged_regions=unchanged)
     from keras_l2mgan.data import build_dataset
 
     return build_dataset(options.data, **kwargs)
