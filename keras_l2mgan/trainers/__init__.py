@@ -37,6 +37,10 @@ defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
 ``instance_normalize(x, epsilon)``
     Instance normalisation of NHWC x over H and W in float32: keras.ops on TensorFlow and JAX,
     torch's fused kernel on torch.
+``feed_in_memory(batches)``
+    What fit() is given for ``data.memory.MemoryBatches``: on TensorFlow its static-shape
+    tf.data stream (fed as a plain generator, the step ran ~2x slower), elsewhere a generator
+    of (batch,) tuples (fit() takes generators, not other iterables).
 ``fused_adam_step`` / ``fused_moving_average``
     None, or the optimizer's Adam update of all variables at once
     ``(optimizer, grads, variables, learning_rate)`` / its EMA update of all averages at once
@@ -56,7 +60,7 @@ BACKENDS = ("tensorflow", "jax", "torch")  # each has a module of the same name 
 HOOKS = ("train_step", "SUPPORTS_JIT", "SUPPORTS_MIXED_FLOAT16", "SUPPORTS_MULTI_DEVICE",
          "SUPPORTS_MULTI_WORKER", "default_jit", "list_devices", "data_parallel",
          "multi_worker_strategy", "sync_state", "symbolic_build_inputs", "convolution",
-         "instance_normalize", "fused_adam_step", "fused_moving_average")
+         "instance_normalize", "feed_in_memory", "fused_adam_step", "fused_moving_average")
 
 
 def get_trainer(backend: str) -> ModuleType:

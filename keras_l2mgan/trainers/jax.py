@@ -100,6 +100,11 @@ def train_step(model, state, data):
     return logs, (trainable, non_trainable, optimizer_values, metrics_values)
 
 
+def feed_in_memory(batches):
+    """fit()'s input for in-memory batches: a generator of (batch,) tuples."""
+    return ((batch,) for batch in batches)
+
+
 def default_jit() -> bool:
     """Always: eager JAX dispatches op by op, many times slower."""
     return True

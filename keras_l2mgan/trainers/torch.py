@@ -60,6 +60,11 @@ def train_step(model, data):
     return {k: v.detach() if hasattr(v, "detach") else v for k, v in logs.items()}
 
 
+def feed_in_memory(batches):
+    """fit()'s input for in-memory batches: a generator of (batch,) tuples."""
+    return ((batch,) for batch in batches)
+
+
 def default_jit() -> bool:
     return False
 

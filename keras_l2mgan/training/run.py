@@ -452,11 +452,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
         header={"options": options.to_dict(), "seed": options.seed})
     started = time.perf_counter()
     # shuffle=False: the stream is shuffled already (fit would warn that it ignores True).
-    if in_memory(options.data) and backend == "tensorflow":
-        dataset = dataset.as_tf_dataset()  # static shapes: see MemoryBatches.as_tf_dataset
-    elif in_memory(options.data):
-        # fit() takes Python generators (not other iterables) of (inputs,) tuples.
-        dataset = ((batch,) for batch in dataset)
+    if in_memory(options.data):
+        dataset = get_trainer(backend).feed_in_memory(dataset)
     model.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=[callback], shuffle=False,
               verbose=options.verbose)
     seconds = time.perf_counter() - started
