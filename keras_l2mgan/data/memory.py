@@ -37,26 +37,35 @@ def _render_chunk(job: tuple[np.ndarray, int]) -> np.ndarray:
     return renderer.render_batch(params, img_size)
 
 
-def rendered_faces(num: int, img_size: int, cache_dir: Path, workers: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (num, S, S, 3) train faces and their parameters, rendered once and cached."""
+def _cached_chunks(path: Path, key: str, job, jobs: list, workers: int | None) -> np.ndarray:
+    """`path[key]` if cached, else `job` over `jobs` (a process pool when several workers),
+    concatenated and written to `path` atomically."""
     from keras_l2mgan.atomic import write_file_atomic
-    from keras_l2mgan.metrics import synthetic
 
-    path = cache_dir / f"train_{num}_{img_size}px.npz"
     if path.is_file():
         with np.load(path) as stored:
-            return stored["images"], stored["params"]
-    params = synthetic.split_params("train", num)
-    jobs = [(params[i:i + CHUNK], img_size) for i in range(0, num, CHUNK)]
+            return stored[key]
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     if workers > 1:
         with Pool(workers) as pool:
-            images = np.concatenate(pool.map(_render_chunk, jobs))
+            result = np.concatenate(pool.map(job, jobs))
     else:
-        images = np.concatenate([_render_chunk(job) for job in jobs])
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, lambda handle: np.savez(handle, images=images, params=params))
+        result = np.concatenate([job(one) for one in jobs])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomic(path, lambda handle: np.savez(handle, **{key: result}))
+    return result
+
+
+def rendered_faces(num: int, img_size: int, cache_dir: Path, workers: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (num, S, S, 3) train faces and their parameters, rendered once and cached."""
+    from keras_l2mgan.metrics import synthetic
+
+    # The parameters are a pure function of the split, so only the pixels are cached.
+    params = synthetic.split_params("train", num)
+    jobs = [(params[i:i + CHUNK], img_size) for i in range(0, num, CHUNK)]
+    images = _cached_chunks(cache_dir / f"train_{num}_{img_size}px.npz", "images",
+                            _render_chunk, jobs, workers)
     return images, params
 
 
@@ -75,22 +84,9 @@ def unchanged_masks(params: np.ndarray, attrs: list[str], img_size: int, cache_d
                     workers: int | None = None) -> np.ndarray:
     """uint8 (N, S, S): 1 where flipping none of `attrs` changes the rendered face (the
     complement of the union of ``renderer.attribute_mask``, grown by 1 px), cached as .npz."""
-    from keras_l2mgan.atomic import write_file_atomic
-
     path = cache_dir / f"unchanged_{len(params)}_{img_size}px_{'_'.join(attrs).lower()}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            return stored["masks"]
     jobs = [(params[i:i + CHUNK], tuple(attrs), img_size) for i in range(0, len(params), CHUNK)]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if workers > 1:
-        with Pool(workers) as pool:
-            masks = np.concatenate(pool.map(_mask_job, jobs))
-    else:
-        masks = np.concatenate([_mask_job(job) for job in jobs])
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, lambda handle: np.savez(handle, masks=masks))
-    return masks
+    return _cached_chunks(path, "masks", _mask_job, jobs, workers)
 
 
 def random_crop_box(size: int, rng: np.random.Generator) -> tuple[float, float, float, float]:

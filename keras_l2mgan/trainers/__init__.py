@@ -70,6 +70,11 @@ def get_trainer(backend: str) -> ModuleType:
     return importlib.import_module(f"keras_l2mgan.trainers.{backend}")
 
 
+def generator_feed(batches):
+    """``feed_in_memory`` for backends without tf.data: a generator of (batch,) tuples."""
+    return ((batch,) for batch in batches)
+
+
 def current_trainer() -> ModuleType:
     """The trainer module of the backend keras runs on."""
     import keras

@@ -19,6 +19,7 @@ from keras import StatelessScope
 
 from keras_l2mgan import losses
 from keras_l2mgan.layers.normalization import instance_normalize_with_ops
+from keras_l2mgan.trainers import generator_feed
 
 SUPPORTS_JIT = True
 # No dynamic loss scaling for two optimizers here: --precision mixed_bfloat16 instead.
@@ -100,9 +101,7 @@ def train_step(model, state, data):
     return logs, (trainable, non_trainable, optimizer_values, metrics_values)
 
 
-def feed_in_memory(batches):
-    """fit()'s input for in-memory batches: a generator of (batch,) tuples."""
-    return ((batch,) for batch in batches)
+feed_in_memory = generator_feed
 
 
 def default_jit() -> bool:

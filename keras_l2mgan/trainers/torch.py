@@ -13,7 +13,7 @@ import keras
 import torch
 
 from keras_l2mgan import losses
-from keras_l2mgan.trainers import extra_logs
+from keras_l2mgan.trainers import extra_logs, generator_feed
 
 SUPPORTS_JIT = False  # jit_compile=True is turned off by L2MGAN.compile()
 SUPPORTS_MIXED_FLOAT16 = True
@@ -60,9 +60,7 @@ def train_step(model, data):
     return {k: v.detach() if hasattr(v, "detach") else v for k, v in logs.items()}
 
 
-def feed_in_memory(batches):
-    """fit()'s input for in-memory batches: a generator of (batch,) tuples."""
-    return ((batch,) for batch in batches)
+feed_in_memory = generator_feed
 
 
 def default_jit() -> bool:

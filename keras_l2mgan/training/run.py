@@ -102,6 +102,11 @@ def option_name(field: str) -> str:
     return LOSS_OPTIONS if field == "loss_weights" else "--" + field.replace("_", "-")
 
 
+def needs_unchanged_masks(options: TrainOptions) -> bool:
+    """Whether the run trains the unchanged-region term (its batches must carry masks)."""
+    return options.loss_weights.get("unchanged_region", 0) > 0
+
+
 def validate_options(options: TrainOptions) -> None:
     """Checks that need no backend: what the CLI's types check, for Python callers too."""
     if options.preset not in PRESETS:
@@ -123,7 +128,7 @@ def validate_options(options: TrainOptions) -> None:
             get_preset(options.preset).replace(img_size=options.img_size)
         except ValueError as error:
             raise ValueError(f"--img-size: {error}") from None
-    if options.loss_weights.get("unchanged_region", 0) > 0 and not in_memory(options.data):
+    if needs_unchanged_masks(options) and not in_memory(options.data):
         raise ValueError(f"--unchanged-region-weight needs the renderer's masks of the synthetic "
                          f"faces; train with --data {MEMORY_SOURCE} (not --data {options.data})")
     if options.multi_worker and in_memory(options.data):
@@ -547,8 +552,7 @@ def _training_data(options: TrainOptions, img_size: int):
     if in_memory(options.data):
         from keras_l2mgan.data.memory import build_memory_dataset
 
-        unchanged = options.loss_weights.get("unchanged_region", 0) > 0
-        return build_memory_dataset(**kwargs, unchanged_regions=unchanged)
+        return build_memory_dataset(**kwargs, unchanged_regions=needs_unchanged_masks(options))
     from keras_l2mgan.data import build_dataset
 
     return build_dataset(options.data, **kwargs)
