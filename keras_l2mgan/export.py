@@ -470,7 +470,7 @@ def warmup_batch_sizes(served: tuple[int, ...]) -> tuple[int, ...]:
     allowed_batch_sizes as listed, or, where a batch closes at any size from 1 to N, the
     powers of two and N (the signatures take any batch, so a few sizes prepare the kernels
     for all); none above MAX_WARMUP_BATCH."""
-    if served == tuple(range(1, len(served) + 1)):
+    if served and served == tuple(range(1, len(served) + 1)):
         largest = served[-1]
         served = tuple(sorted({1 << k for k in range(largest.bit_length())} | {largest}))
     return tuple(size for size in served if size <= MAX_WARMUP_BATCH) or (1,)

@@ -137,6 +137,7 @@ def test_warmup_batch_sizes_are_few_and_bounded():
     big = warmup_batch_sizes(tuple(range(1, 257)))
     assert big == (1, 2, 4, 8, 16, 32, 64) and max(big) == MAX_WARMUP_BATCH
     assert warmup_batch_sizes((128, 256)) == (1,)
+    assert warmup_batch_sizes(()) == (1,)  # no sizes listed: warm up one request
 
 
 def test_served_batch_sizes_follow_the_batching_parameters(tmp_path):
