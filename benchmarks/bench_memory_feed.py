@@ -1,8 +1,9 @@
 """How fast does a TensorFlow train step run, fed each way? One fresh process per way, the same
 mini_64 model (2 domains, batch 8, reconstruction term): 3 warm-up steps, then the mean of
---steps steps.
+--steps steps; each way runs --repeats times (interleaved, so drift hits every way alike) and the
+table gives the median and the ratio to the first way.
 
-    python benchmarks/bench_memory_feed.py [--steps 15] [--ways tfds,generator,tf_dataset]
+    python benchmarks/bench_memory_feed.py [--steps 15] [--repeats 3] [--ways tfds,generator,...]
 
 Ways: `tfds` the synthetic TFDS pipeline (`--data synthetic`); `generator` the in-memory faces
 as a plain Python generator, which Keras wraps with tf.data's from_generator (what `l2m train
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -62,6 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--ways", default=",".join(WAYS))
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", choices=WAYS, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.one:
@@ -69,12 +72,21 @@ def main() -> int:
         return 0
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    print("| feed | s / step |\n|---|---:|")
-    for way in args.ways.split(","):
-        result = subprocess.run([sys.executable, __file__, "--one", way, "--steps",
-                                 str(args.steps)], env=env, capture_output=True, text=True,
-                                check=True)
-        print(f"| {way} | {result.stdout.strip().splitlines()[-1]} |")
+    ways = args.ways.split(",")
+    seconds: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(args.repeats):
+        for way in ways:
+            result = subprocess.run([sys.executable, __file__, "--one", way, "--steps",
+                                     str(args.steps)], env=env, capture_output=True, text=True,
+                                    check=True)
+            seconds[way].append(float(result.stdout.strip().splitlines()[-1]))
+    baseline = statistics.median(seconds[ways[0]])
+    print(f"| feed | s / step, median of {args.repeats} | runs | time vs {ways[0]} |")
+    print("|---|---:|---|---:|")
+    for way in ways:
+        median = statistics.median(seconds[way])
+        runs = ", ".join(f"{value:.2f}" for value in seconds[way])
+        print(f"| {way} | {median:.2f} | {runs} | {median / baseline:.2f}x |")
     return 0
 
 
