@@ -41,10 +41,10 @@ def one_way(way: str, steps: int) -> float:
                              num_examples=2000).dataset
     else:
         from keras_l2mgan.data.memory import build_memory_dataset
+        from keras_l2mgan.trainers import generator_feed
 
         stream = build_memory_dataset("smiling", 64, 8, num_examples=2000).dataset
-        feed = stream.as_tf_dataset() if way == "tf_dataset" else (
-            (batch,) for batch in stream)
+        feed = stream.as_tf_dataset() if way == "tf_dataset" else generator_feed(stream)
     model = L2MGAN(get_preset("mini_64").replace(num_domains=2,
                                                  domain_names=("not_smiling", "smiling")))
     model.compile(learning_rate=3e-4, loss_weights={"reconstruction": 10}, jit_compile=False)

@@ -65,6 +65,13 @@ def test_faces_are_the_synthetic_split_and_cached(tmp_path):
     np.testing.assert_array_equal(info.dataset.images, expected)
     cached = list((tmp_path / "synthetic_memory").iterdir())
     assert [p.name for p in cached] == ["train_24_32px.npz"]
+    with np.load(cached[0]) as stored:  # the parameters are read back, not recomputed
+        np.testing.assert_array_equal(stored["params"], synthetic.split_params("train", 24))
+    # A cache file of the pixels only (as written by earlier versions) still loads.
+    np.savez(cached[0], images=expected)
+    again = build_memory_dataset("smiling", img_size=32, batch_size=4, data_dir=str(tmp_path),
+                                 num_examples=24)
+    np.testing.assert_array_equal(again.dataset.labels, info.dataset.labels)
     samples = held_out_faces("smiling", 32, 4)
     assert list(samples["labels"]) == [0, 1, 0, 1]
 

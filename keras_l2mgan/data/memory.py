@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -37,23 +38,27 @@ def _render_chunk(job: tuple[np.ndarray, int]) -> np.ndarray:
     return renderer.render_batch(params, img_size)
 
 
-def _cached_chunks(path: Path, key: str, job, jobs: list, workers: int | None) -> np.ndarray:
-    """`path[key]` if cached, else `job` over `jobs` (a process pool when several workers),
-    concatenated and written to `path` atomically."""
+def _in_chunks(job, jobs: list, workers: int | None) -> np.ndarray:
+    """`job` over `jobs` (a process pool when several workers), results concatenated."""
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers > 1:
+        with Pool(workers) as pool:
+            return np.concatenate(pool.map(job, jobs))
+    return np.concatenate([job(one) for one in jobs])
+
+
+def _cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]
+                   ) -> dict[str, np.ndarray]:
+    """The arrays stored at `path`, or else `compute()`'s, written there atomically first."""
     from keras_l2mgan.atomic import write_file_atomic
 
     if path.is_file():
         with np.load(path) as stored:
-            return stored[key]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if workers > 1:
-        with Pool(workers) as pool:
-            result = np.concatenate(pool.map(job, jobs))
-    else:
-        result = np.concatenate([job(one) for one in jobs])
+            return dict(stored)
+    arrays = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, lambda handle: np.savez(handle, **{key: result}))
-    return result
+    write_file_atomic(path, lambda handle: np.savez(handle, **arrays))
+    return arrays
 
 
 def rendered_faces(num: int, img_size: int, cache_dir: Path, workers: int | None = None
@@ -61,12 +66,15 @@ def rendered_faces(num: int, img_size: int, cache_dir: Path, workers: int | None
     """uint8 (num, S, S, 3) train faces and their parameters, rendered once and cached."""
     from keras_l2mgan.metrics import synthetic
 
-    # The parameters are a pure function of the split, so only the pixels are cached.
-    params = synthetic.split_params("train", num)
-    jobs = [(params[i:i + CHUNK], img_size) for i in range(0, num, CHUNK)]
-    images = _cached_chunks(cache_dir / f"train_{num}_{img_size}px.npz", "images",
-                            _render_chunk, jobs, workers)
-    return images, params
+    def render() -> dict[str, np.ndarray]:
+        params = synthetic.split_params("train", num)
+        jobs = [(params[i:i + CHUNK], img_size) for i in range(0, num, CHUNK)]
+        return {"images": _in_chunks(_render_chunk, jobs, workers), "params": params}
+
+    stored = _cached_arrays(cache_dir / f"train_{num}_{img_size}px.npz", render)
+    if "params" not in stored:  # cache files written by e1eea17..5ce54ff hold the pixels only
+        stored["params"] = synthetic.split_params("train", num)
+    return stored["images"], stored["params"]
 
 
 def _mask_job(job: tuple[np.ndarray, tuple[str, ...], int]) -> np.ndarray:
@@ -86,7 +94,7 @@ def unchanged_masks(params: np.ndarray, attrs: list[str], img_size: int, cache_d
     complement of the union of ``renderer.attribute_mask``, grown by 1 px), cached as .npz."""
     path = cache_dir / f"unchanged_{len(params)}_{img_size}px_{'_'.join(attrs).lower()}.npz"
     jobs = [(params[i:i + CHUNK], tuple(attrs), img_size) for i in range(0, len(params), CHUNK)]
-    return _cached_chunks(path, "masks", _mask_job, jobs, workers)
+    return _cached_arrays(path, lambda: {"masks": _in_chunks(_mask_job, jobs, workers)})["masks"]
 
 
 def random_crop_box(size: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
