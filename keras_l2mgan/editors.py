@@ -25,6 +25,8 @@ from keras_l2mgan.image_range import to_uint8, to_unit
 # carry it). L2MConfig is strict, so this lives beside the config rather than in it.
 TRAINING_FILE = "training.json"
 SYNTHETIC = "synthetic"
+# `l2m train --data` values that train on those faces (the in-memory source renders the same ones).
+SYNTHETIC_SOURCES = (SYNTHETIC, "synthetic_memory")
 # The edit's image size is free; FAN always sees 256 x 256 (landmarks come in its pixels).
 FAN_INPUT_SIZE = 256
 
@@ -197,7 +199,7 @@ def run_training_data(bundle_dir: Path) -> str | None:
         return None
     options = options.get("options") if isinstance(options, dict) else None
     value = options.get("data") if isinstance(options, dict) else None
-    return SYNTHETIC if value == SYNTHETIC else None
+    return SYNTHETIC if value in SYNTHETIC_SOURCES else None
 
 
 def _check_nothing_runs_on_load(version_dir: Path) -> None:

@@ -126,6 +126,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_dir, tmp_path, case
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.backend_independent  # reads one JSON file
+@pytest.mark.parametrize("data, expected", [("synthetic", "synthetic"),
+                                            ("synthetic_memory", "synthetic"),
+                                            ("/home/me/faces", None)])
+def test_runs_on_the_rendered_faces_are_marked_synthetic(tmp_path, data, expected):
+    from keras_l2mgan.editors import run_training_data
+
+    (tmp_path / "training_options.json").write_text(json.dumps({"options": {"data": data}}))
+    assert run_training_data(tmp_path / "model") == expected
+
+
 @pytest.mark.needs_tensorflow  # exports this process's model, compares it
 def test_edit_through_an_exported_saved_model(run_dir, tmp_path):
     from keras_l2mgan.editors import KerasEditor, SavedModelEditor
