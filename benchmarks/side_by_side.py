@@ -97,7 +97,15 @@ def _ours_call(spec: dict) -> Callable[[], None]:
     if spec["kind"] == "train":
         model.compile(jit_compile=spec["jit"])
         data = {"images": images, "labels": labels}
-        return lambda: model.fit(data, batch_size=spec["batch"], verbose=0)
+
+        def train_step() -> None:
+            history = model.fit(data, batch_size=spec["batch"], verbose=0)
+            # Read the step's losses back: JAX reports a failed step (out of memory at 256 px
+            # on a 23 GiB machine) only when its results are read, and fit() can return first.
+            for values in history.history.values():
+                float(keras.ops.convert_to_numpy(values[-1]))
+
+        return train_step
     # Edit through predict(): the backend's compiled inference path (jit on JAX, tf.function
     # on TensorFlow, eager on torch), the same one every backend's `l2m edit` can use.
     model.compile(jit_compile=spec["jit"])
