@@ -53,8 +53,9 @@ class _FakeModel:
         num_domains = 2
 
     def edit(self, images, labels, target, alpha=1.0):
-        return np.tanh(images + 0.1 * np.asarray(target, np.float32).reshape(-1, 1, 1, 1)
-                       + np.float32(alpha))
+        target = np.broadcast_to(np.asarray(target, np.float32), (len(images),))
+        alpha = np.broadcast_to(np.asarray(alpha, np.float32), (len(images),))
+        return np.tanh(images + 0.1 * target.reshape(-1, 1, 1, 1) + alpha.reshape(-1, 1, 1, 1))
 
 
 def test_sample_grid_rows_are_source_edits_and_alpha_strip():
@@ -69,3 +70,4 @@ def test_sample_grid_rows_are_source_edits_and_alpha_strip():
                *[model.edit(images, labels, (labels + 1) % 2, a) for a in ALPHAS]]
     expected = np.concatenate([np.concatenate(row, axis=1) for row in np.stack(columns, 1)])
     np.testing.assert_array_equal(grid, np.clip(np.round((expected + 1) * 127.5), 0, 255))
+
