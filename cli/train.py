@@ -50,8 +50,8 @@ TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULTS.steps, show_default=True,
               help="Total training steps (a resumed run continues up to this number).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr,
-              show_default=True, help="Adam learning rate (on mini_64, 2e-3 learned the smile "
-              "fastest of 3e-4, 1e-3 and 2e-3; the official lr is 1e-4; see README).")
+              show_default=True, help="Adam learning rate (3e-4 learns faster than the official "
+              "1e-4 on the small presets; 1e-3 and up can diverge; see README).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision,
               show_default=True, help="Keras dtype policy; mixed_float16 adds loss scaling "
               "(not on jax).")
