@@ -70,4 +70,3 @@ def test_sample_grid_rows_are_source_edits_and_alpha_strip():
                *[model.edit(images, labels, (labels + 1) % 2, a) for a in ALPHAS]]
     expected = np.concatenate([np.concatenate(row, axis=1) for row in np.stack(columns, 1)])
     np.testing.assert_array_equal(grid, np.clip(np.round((expected + 1) * 127.5), 0, 255))
-

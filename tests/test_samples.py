@@ -2,15 +2,21 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_l2mgan.config import get_preset
 from keras_l2mgan.image_range import to_uint8
 from keras_l2mgan.model import L2MGAN
+from keras_l2mgan.training import samples
 from keras_l2mgan.training.samples import ALPHAS, sample_grid
 
 
-def test_sample_grid_matches_one_edit_per_column():
-    """The grid edits all its columns in one batch: the pixels of one call per column."""
+@pytest.mark.parametrize("columns_per_call", [None, 3])
+def test_sample_grid_matches_one_edit_per_column(columns_per_call, monkeypatch):
+    """The grid edits its columns in batches (all 10 at once, or 3 + 3 + 3 + 1 under a smaller
+    pixel cap): the pixels of one call per column."""
+    if columns_per_call is not None:
+        monkeypatch.setattr(samples, "MAX_PIXELS_PER_CALL", columns_per_call * 2 * 32 * 32)
     model = L2MGAN(get_preset("tiny_32").replace(num_domains=3))
     images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     labels = np.array([0, 2])
