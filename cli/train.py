@@ -79,6 +79,11 @@ TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}
 @click.option("--ema-warmup/--no-ema-warmup", default=DEFAULTS.ema_warmup, show_default=True,
               help="Ramp the EMA up: momentum min(--ema-decay, (1 + t) / (10 + t)) at step t, "
                    "so short runs are not dominated by the random initial weights.")
+@click.option("--clip-norm", type=click.FloatRange(min=0), default=DEFAULTS.clip_norm,
+              show_default="off",
+              help="Scale each step's gradients (G+E, and D) to at most this global norm "
+                   "before Adam, so one large gradient cannot kick the weights (0 switches it "
+                   "off; see README, Keeping the face).")
 @click.option("--blend-changes/--no-blend-changes", default=DEFAULTS.blend_changes,
               show_default=True,
               help="The trained model's edits keep the input wherever they do not change its "

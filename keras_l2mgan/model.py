@@ -237,8 +237,10 @@ class L2MGAN(keras.Model):
     def compile(self, g_optimizer=None, d_optimizer=None, loss_weights=None,
                 learning_rate: float = 1e-4, weight_decay: float = 1e-4,
                 ema_decay: float = 0.999, seed: int = 0, jit_compile="auto",
-                steps_per_execution: int = 1, ema_warmup: bool = True) -> None:
-        """Set up training: Adam(lr, 0.0, 0.99, weight decay) for G+E (with EMA) and for D.
+                steps_per_execution: int = 1, ema_warmup: bool = True,
+                clip_norm: float | None = None) -> None:
+        """Set up training: Adam(lr, 0.0, 0.99, weight decay) for G+E (with EMA) and for D,
+        each clipping its gradients to global norm ``clip_norm`` when given.
 
         Under a ``mixed_float16`` policy both optimizers are wrapped in a LossScaleOptimizer
         (dynamic loss scaling; a step with non-finite gradients is skipped). On a backend whose
@@ -251,8 +253,9 @@ class L2MGAN(keras.Model):
         if isinstance(loss_weights, dict) or loss_weights is None:
             loss_weights = LossWeights.from_dict(loss_weights)
         self.loss_weights = loss_weights
-        g_optimizer = g_optimizer or adam(learning_rate, weight_decay, ema_decay, ema_warmup)
-        d_optimizer = d_optimizer or adam(learning_rate, weight_decay)
+        g_optimizer = g_optimizer or adam(learning_rate, weight_decay, ema_decay, ema_warmup,
+                                          clip_norm)
+        d_optimizer = d_optimizer or adam(learning_rate, weight_decay, clip_norm=clip_norm)
         if not inner(g_optimizer).use_ema:
             raise ValueError("g_optimizer must keep an EMA of G and E: pass use_ema=True")
         if self.dtype_policy.name == "mixed_float16":

@@ -71,6 +71,7 @@ BAD_VALUES = [
     (["train", "--lr", "-1"], "'--lr': -1.0 is not in the range x>0"),
     (["train", "--lr", "0"], "'--lr'"),
     (["train", "--steps", "0"], "'--steps'"),
+    (["train", "--clip-norm", "-1"], "'--clip-norm'"),
     (["train", "--batch-size", "0"], "'--batch-size'"),
     (["train", "--sample-every", "0"], "'--sample-every'"),
     (["train", "--checkpoint-every", "0"], "'--checkpoint-every'"),
@@ -228,3 +229,12 @@ def test_train_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
         (TrainOptions().steps, str(run_dir), "tensorflow")
     assert options["loss_weights"]["reconstruction"] == 10.0  # l2m train's default
     assert not run_dir.exists()
+
+
+def test_train_clip_norm_is_off_unless_given():
+    runner = CliRunner()
+    default = runner.invoke(main, ["train", "--preset", "tiny_32", "--dry-run"])
+    clipped = runner.invoke(main, ["train", "--preset", "tiny_32", "--clip-norm", "1", "--dry-run"])
+    assert default.exit_code == 0 and clipped.exit_code == 0, default.output + clipped.output
+    assert json.loads(default.stdout)["clip_norm"] is None
+    assert json.loads(clipped.stdout)["clip_norm"] == 1.0

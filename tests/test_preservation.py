@@ -87,3 +87,35 @@ def test_adam_updates_as_keras_adam_on_every_backend(ema):
         for average, weight, first in zip(averages, results[0], start, strict=True):
             # The EMA lies between the weights after step 1 and now: closer to now than start.
             assert np.abs(average - weight).mean() < np.abs(first - weight).mean()
+
+
+def test_clip_norm_bounds_a_spike_and_reaches_both_optimizers():
+    """With clip_norm, a gradient spike after a quiet history moves the weight by one learning
+    rate; without it, Adam (beta_1 0, beta_2 0.99) moves it by several. compile() hands the cap
+    to the G+E and the D optimizer alike."""
+    import keras
+
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.training.optimizers import adam
+
+    moves = {}
+    for clip_norm in (None, 0.01):
+        optimizer = adam(learning_rate=0.1, weight_decay=0.0, clip_norm=clip_norm)
+        weight = keras.Variable(np.zeros(1, "float32"))
+        optimizer.build([weight])
+        for _ in range(50):  # a quiet history: gradients of 0.01
+            optimizer.apply([ops.full((1,), 0.01)], [weight])
+        before = float(ops.convert_to_numpy(weight)[0])
+        optimizer.apply([ops.full((1,), 100.0)], [weight])  # the spike
+        moves[clip_norm] = abs(float(ops.convert_to_numpy(weight)[0]) - before)
+    # Unclipped, the spike dominates v: 100 / sqrt(0.01 * 100^2 / (1 - 0.99^51)) = 6.3 learning
+    # rates (10 once the bias correction has faded). Clipped to the history's size: one.
+    assert moves[None] > 0.5
+    assert moves[0.01] < 0.11
+
+    model = L2MGAN(get_preset("tiny_32"))
+    model.compile(learning_rate=1e-3, clip_norm=2.5, jit_compile=False)
+    assert model.optimizer.g_optimizer.global_clipnorm == 2.5
+    assert model.optimizer.d_optimizer.global_clipnorm == 2.5
+    assert model.get_compile_config()["g_optimizer"]["config"]["global_clipnorm"] == 2.5

@@ -73,13 +73,20 @@ class WarmupEmaAdam(keras.optimizers.Adam):
 
 
 def adam(learning_rate: float = 1e-4, weight_decay: float = 1e-4, ema_decay: float | None = None,
-         ema_warmup: bool = True):
+         ema_warmup: bool = True, clip_norm: float | None = None):
     """Adam(beta_1 0, beta_2 0.99) with Keras' decoupled weight decay (AdamW semantics); with
-    ``ema_decay``, an EMA of the weights (ramped up when ``ema_warmup``)."""
+    ``ema_decay``, an EMA of the weights (ramped up when ``ema_warmup``); with ``clip_norm``,
+    gradients scaled to at most that global norm before Adam sees them.
+
+    Why clip at all: with beta_1 0 a sudden gradient k times its recent size moves every weight
+    by up to 1 / sqrt(1 - beta_2) = 10 learning rates in one step; at lr 2e-3 such kicks made
+    the style codes explode (README, Keeping the face). Clipped, one step cannot dwarf the
+    history Adam divides by."""
     return WarmupEmaAdam(
         learning_rate=learning_rate, beta_1=0.0, beta_2=0.99, epsilon=1e-8,
         weight_decay=weight_decay or None, use_ema=ema_decay is not None,
         ema_momentum=ema_decay if ema_decay is not None else 0.99, ema_warmup=ema_warmup,
+        global_clipnorm=clip_norm,
     )
 
 

@@ -52,7 +52,8 @@ class TrainOptions:
     attrs: str = "smiling"
     # The first-run defaults (issue 11): mini_64 at lr 3e-4, and the reconstruction term (weight
     # 10) keeps the face; see the README's ablation. Higher lr learns sooner but is not stable:
-    # with --seed 1 the style codes exploded at 1e-3 (step 175) and 2e-3 (step 147).
+    # with --seed 1 the style codes exploded at 1e-3 (step 175) and 2e-3 (step 147), and at
+    # 2e-3 with --clip-norm 1 (step ~45).
     preset: str = "mini_64"
     img_size: int | None = None
     batch_size: int = 8
@@ -61,6 +62,7 @@ class TrainOptions:
     weight_decay: float = 1e-4
     ema_decay: float = 0.999
     ema_warmup: bool = True
+    clip_norm: float | None = None  # global gradient norm cap for both optimizers (0/None: off)
     # Edits keep the input wherever they do not change the reconstruction (keras_l2mgan.blend).
     blend_changes: bool = True
     precision: str = "float32"
@@ -408,7 +410,7 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
             load_init_weights(model, init_from)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
                       ema_decay=options.ema_decay, ema_warmup=options.ema_warmup,
-                      seed=options.seed,
+                      clip_norm=options.clip_norm or None, seed=options.seed,
                       loss_weights=options.loss_weights,
                       jit_compile=use_jit(options.jit, backend))
 
