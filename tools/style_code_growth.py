@@ -7,36 +7,44 @@ descent direction would grow them.
 Sizes: mean L2 norm of s = E(x), s_un, s_re, s~_re (the transformer's output), E(x~) and the
 style loss |E(x~) - s~|. --terms (TensorFlow only: tf.GradientTape) takes each G-step term alone
 and prints cos(-grad, d|s|^2/dtheta) over E's weights: > 0 means descending that term grows the
-codes. Needs the synthetic faces rendered by `--data synthetic_memory` (any run of it).
+codes. The faces are the first 32 of the synthetic train split, rendered at the run's size.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-FACES = Path.home() / "tensorflow_datasets" / "synthetic_memory" / "train_20000_64px.npz"
+NUM_FACES = 32
 TERMS = {"adversarial": {"adversarial": 1.0}, "cycle": {"cycle": 1.0},
          "reconstruction x10": {"reconstruction": 10.0}, "orthogonality": {"orthogonality": 1.0},
          "style": {"style": 1.0}}
 
 
 def load_model(path: Path):
-    """An L2MGAN with a checkpoint's model weights (optimizer state is not needed here)."""
+    """(an L2MGAN holding a checkpoint's weights, the checkpoint's header)."""
     from keras_l2mgan.config import L2MConfig
     from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.training import checkpoints
 
-    with np.load(path) as data:
-        header = json.loads(bytes(data["header"]).decode())
-        model = L2MGAN(L2MConfig.from_dict(header["config"]))
-        by_path = {v.path: v for v in model.variables}
-        for index, variable_path in enumerate(header["model_variables"]):
-            if variable_path in by_path:
-                by_path[variable_path].assign(data[f"model/{index:05d}"])
-    return model
+    model = L2MGAN(L2MConfig.from_dict(checkpoints.read_header(path)["config"]))
+    model.compile(jit_compile=False)  # the optimizer variables the checkpoint also holds
+    return model, checkpoints.load_checkpoint(path, model)
+
+
+def training_faces(attrs: str, img_size: int):
+    """(images in [-1, 1], their domains): the first NUM_FACES faces of the train split."""
+    from keras_l2mgan.data import domains
+    from keras_l2mgan.data.synthetic_faces import renderer
+    from keras_l2mgan.image_range import to_unit
+    from keras_l2mgan.metrics import synthetic
+
+    params = synthetic.split_params("train")[:NUM_FACES]
+    names = domains.parse_attrs(attrs, renderer.ATTRIBUTES)
+    labels = domains.labels_from_attributes(synthetic.attribute_values(params, names))
+    return to_unit(synthetic.render(params, img_size)), labels.astype("int32")
 
 
 def code_sizes(model, x, source, target) -> str:
@@ -91,17 +99,10 @@ def main() -> None:
     parser.add_argument("--terms", action="store_true", help="also each term's pull on |s|")
     args = parser.parse_args()
 
-    from keras_l2mgan.data import domains
-    from keras_l2mgan.metrics import synthetic
-
-    with np.load(FACES) as store:
-        x = store["images"][:32].astype("float32") / 127.5 - 1
-        params = store["params"][:32]
-    source = domains.labels_from_attributes(
-        synthetic.attribute_values(params, ["smiling"])).astype("int32")
-    target = (1 - source).astype("int32")
     for path in args.checkpoints:
-        model = load_model(path)
+        model, header = load_model(path)
+        x, source = training_faces(header["options"]["attrs"], model.config.img_size)
+        target = ((source + 1) % model.config.num_domains).astype("int32")
         print(f"{path.name}: {code_sizes(model, x, source, target)}")
         if args.terms:
             print("\n".join(term_growth(model, x, source, target)))

@@ -75,7 +75,7 @@ class WarmupEmaAdam(keras.optimizers.Adam):
 def adam(learning_rate: float = 1e-4, weight_decay: float = 1e-4, ema_decay: float | None = None,
          ema_warmup: bool = True, clip_norm: float | None = None):
     """Adam(beta_1 0, beta_2 0.99) with Keras' decoupled weight decay (AdamW semantics); with
-    ``ema_decay``, an EMA of the weights (ramped up when ``ema_warmup``); with ``clip_norm``,
+    ``ema_decay``, an EMA of the weights (ramped up when ``ema_warmup``); with ``clip_norm`` > 0,
     gradients scaled to at most that global norm before Adam sees them.
 
     Why clip at all: with beta_1 0 a sudden gradient k times its recent size moves every weight
@@ -86,7 +86,7 @@ def adam(learning_rate: float = 1e-4, weight_decay: float = 1e-4, ema_decay: flo
         learning_rate=learning_rate, beta_1=0.0, beta_2=0.99, epsilon=1e-8,
         weight_decay=weight_decay or None, use_ema=ema_decay is not None,
         ema_momentum=ema_decay if ema_decay is not None else 0.99, ema_warmup=ema_warmup,
-        global_clipnorm=clip_norm,
+        global_clipnorm=clip_norm or None,  # 0 is off, as None
     )
 
 

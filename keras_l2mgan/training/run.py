@@ -410,7 +410,7 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
             load_init_weights(model, init_from)
         model.compile(learning_rate=options.lr, weight_decay=options.weight_decay,
                       ema_decay=options.ema_decay, ema_warmup=options.ema_warmup,
-                      clip_norm=options.clip_norm or None, seed=options.seed,
+                      clip_norm=options.clip_norm, seed=options.seed,
                       loss_weights=options.loss_weights,
                       jit_compile=use_jit(options.jit, backend))
 
