@@ -171,8 +171,9 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "celeba_hq_256": "official CelebA-HQ model (256 px, high-pass path on)",
     "afhq_256": "official AFHQ layout (256 px, cat/dog/wild, no high-pass path)",
     "official_64": "official widths at 64 px (benchmarks; slow on CPU)",
-    "small_64": "CPU preset: 64 px, reduced widths (the `l2m train` default)",
-    "mini_64": "CPU preset: 64 px, a quarter of small_64's widths (the shipped demo models)",
+    "small_64": "CPU preset: 64 px, reduced widths (wider CPU runs)",
+    "mini_64": "CPU preset: 64 px, a quarter of small_64's widths (the `l2m train` default, "
+                "the shipped demo models)",
     "tiny_32": "CPU preset: 32 px, minimal widths (tests, smoke runs)",
 }
 

@@ -36,6 +36,10 @@ class LossWeights:
     # synthetic renderer, `--data synthetic_memory`): the edit must not recolour the background
     # or repaint the rest of the face (measured on smiling_male: see the README's ablation).
     unchanged_region: float = 0.0
+    # mean(s^2) over E(x) and the moved code s~: keeps the style codes bounded. Not in the
+    # official losses; at lr 2e-3 the detached style term can grow every code without limit
+    # (--seed 1: |s| 26 -> 634,000 in ten steps; see the README, Keeping the face).
+    style_size: float = 0.0
     orthogonality_form: str = "cosine"
     # Without StarGAN v2's mapping network both sides of the style reconstruction loss come from
     # E, so E can lower it by shrinking every code. True stops the gradient into the target s~

@@ -126,6 +126,10 @@ def generator_loss(model, x, source, target, weights: LossWeights, masks=None,
             + weights.cycle * loss_cycle + weights.orthogonality * loss_ortho)
     logs = {"g_loss": loss, "g_adv": loss_adv, "g_style": loss_style, "g_cycle": loss_cycle,
             "g_ortho": loss_ortho}
+    if weights.style_size > 0:
+        loss_size = ops.mean(ops.square(_f32(s))) + ops.mean(ops.square(_f32(s_tilde)))
+        loss = loss + weights.style_size * loss_size
+        logs.update(g_loss=loss, g_size=loss_size)
     x_rec = None
     if weights.reconstruction > 0:
         x_rec = generator(x, s, masks)

@@ -231,10 +231,13 @@ def test_train_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
     assert not run_dir.exists()
 
 
-def test_train_clip_norm_is_off_unless_given():
+def test_train_guards_against_style_explosions_unless_turned_off():
     runner = CliRunner()
     default = runner.invoke(main, ["train", "--preset", "tiny_32", "--dry-run"])
-    clipped = runner.invoke(main, ["train", "--preset", "tiny_32", "--clip-norm", "1", "--dry-run"])
-    assert default.exit_code == 0 and clipped.exit_code == 0, default.output + clipped.output
-    assert json.loads(default.stdout)["clip_norm"] is None
-    assert json.loads(clipped.stdout)["clip_norm"] == 1.0
+    off = runner.invoke(main, ["train", "--preset", "tiny_32", "--clip-norm", "0",
+                               "--style-size-weight", "0", "--dry-run"])
+    assert default.exit_code == 0 and off.exit_code == 0, default.output + off.output
+    default, off = json.loads(default.stdout), json.loads(off.stdout)
+    assert (default["lr"], default["clip_norm"]) == (2e-3, 1.0)
+    assert default["loss_weights"]["style_size"] == 0.1
+    assert off["clip_norm"] == 0.0 and off["loss_weights"]["style_size"] == 0.0

@@ -1,4 +1,5 @@
-"""The two training fixes of issue 11: the reconstruction term and the EMA warm-up."""
+"""The training fixes of issue 11: the reconstruction and style-size terms, the EMA warm-up,
+gradient clipping."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def test_reconstruction_term_is_l1_of_the_alpha_zero_edit():
     assert float(ops.convert_to_numpy(logs["g_rec"])) == pytest.approx(expected, rel=1e-4)
     assert float(ops.convert_to_numpy(with_rec)) == pytest.approx(
         float(ops.convert_to_numpy(without)) + 2.0 * expected, rel=1e-4)
+
+
+def test_style_size_term_is_the_mean_square_of_both_codes():
+    from keras_l2mgan.config import get_preset
+    from keras_l2mgan.losses import LossWeights, edited_style, generator_loss
+    from keras_l2mgan.model import L2MGAN
+
+    model = L2MGAN(get_preset("tiny_32"))
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    source, target = np.array([0, 1], "int32"), np.array([1, 0], "int32")
+    without, logs = generator_loss(model, x, source, target, LossWeights())
+    assert "g_size" not in logs  # off by default: the official losses
+    with_size, logs = generator_loss(model, x, source, target, LossWeights(style_size=0.5))
+    s, *_, s_tilde = (ops.convert_to_numpy(code)
+                      for code in edited_style(model.style_encoder, x, source, target))
+    expected = float(np.mean(s**2) + np.mean(s_tilde**2))
+    assert expected > 0.01
+    assert float(ops.convert_to_numpy(logs["g_size"])) == pytest.approx(expected, rel=1e-4)
+    assert float(ops.convert_to_numpy(with_size)) == pytest.approx(
+        float(ops.convert_to_numpy(without)) + 0.5 * expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("warmup", [True, False])
