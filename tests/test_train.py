@@ -104,9 +104,13 @@ data = {"images": rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32"),
 jit = backend == "jax"
 # SGD, not Adam: Adam with beta_1 = 0 first moves each weight by lr * sign(g), so a gradient
 # near zero whose sign flips with summation order moves by 2 * lr; SGD measures the gradients.
+# A clip that binds (gradient norms here are 4-12) must cap the global gradient, not each
+# replica's share of it.
+clip = float(os.environ["L2M_TEST_CLIP_NORM"]) or None
 def sgd():
-    return dict(g_optimizer=keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.9),
-                d_optimizer=keras.optimizers.SGD(0.05))
+    return dict(g_optimizer=keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.9,
+                                                 global_clipnorm=clip),
+                d_optimizer=keras.optimizers.SGD(0.05, global_clipnorm=clip))
 single = L2MGAN(get_preset("tiny_32"))
 initial = single.get_weights()
 single.compile(jit_compile=jit, **sgd())
@@ -144,9 +148,9 @@ print(json.dumps({"replicas": replicas, "diff": diff, "moved": moved, "ema_diff"
 TOLERANCE = 1e-2
 
 
-def _check_distributed(backend: str, extra_env: dict | None = None) -> None:
+def _check_distributed(backend: str, clip_norm: float, extra_env: dict | None = None) -> None:
     env_backup = dict(os.environ)
-    os.environ.update(extra_env or {})
+    os.environ.update(extra_env or {}, L2M_TEST_CLIP_NORM=str(clip_norm))
     try:
         result = run_python(_DISTRIBUTED, backend, timeout=400)
     finally:
@@ -162,12 +166,14 @@ def _check_distributed(backend: str, extra_env: dict | None = None) -> None:
 
 @pytest.mark.backend_independent  # a TensorFlow subprocess: run once, in the tensorflow pass
 @pytest.mark.slow  # two trainings (one device, two replicas) in a fresh process
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
-    _check_distributed("tensorflow")
+@pytest.mark.parametrize("clip_norm", [0.0, 0.5])
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(clip_norm):
+    _check_distributed("tensorflow", clip_norm)
 
 
 @pytest.mark.slow  # two trainings (one device, two replicas) in a fresh process
-def test_jax_data_parallel_on_two_host_devices_matches_one_device():
+@pytest.mark.parametrize("clip_norm", [0.0, 0.5])
+def test_jax_data_parallel_on_two_host_devices_matches_one_device(clip_norm):
     if current_backend() != "jax":
         pytest.skip("runs in the jax pass")
-    _check_distributed("jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    _check_distributed("jax", clip_norm, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})

@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras_l2mgan import losses
 from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 from keras_l2mgan.trainers import extra_logs
+from keras_l2mgan.training.optimizers import inner
 
 SUPPORTS_JIT = True
 SUPPORTS_MIXED_FLOAT16 = True
@@ -41,6 +42,26 @@ def _gradients(tape, loss, variables):
     return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
 
 
+def _clipped_across_replicas(optimizer, grads, num_replicas: int):
+    """Gradients whose all-reduced sum is the global gradient clipped to the optimizer's
+    global_clipnorm (unchanged with one replica or no clipping).
+
+    Keras clips each replica's share before it all-reduces them, so a cap meant for the global
+    gradient would be put on every partial sum. Here the shares are summed first, the global
+    norm (of the unscaled gradient, under loss scaling) sets one factor, and each replica hands
+    on 1/n of the clipped sum: the optimizer's own clip then finds nothing to do, and its
+    all-reduce gives back the clipped global gradient. The price is one more all-reduce.
+    """
+    clip_norm = inner(optimizer).global_clipnorm
+    if num_replicas == 1 or not clip_norm:
+        return grads
+    summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    scale = getattr(optimizer, "dynamic_scale", None)
+    norm = tf.linalg.global_norm(summed) / (1.0 if scale is None else tf.cast(scale, tf.float32))
+    factor = tf.minimum(1.0, clip_norm / norm) / num_replicas
+    return [g * tf.cast(factor, g.dtype) for g in summed]
+
+
 def _in_multi_worker_mode(strategy) -> bool:
     """Whether Keras reduces this strategy's step outputs across workers (the test Keras'
     TensorFlow trainer makes)."""
@@ -64,13 +85,17 @@ def train_step(model, data):
         d_loss, d_logs = losses.discriminator_loss(model, x, x_fake, source, target,
                                             model.loss_weights, _r1(model.discriminator))
         scaled = d_opt.scale_loss(d_loss * per_replica)
-    d_opt.apply(_gradients(tape, scaled, optimizers.d_variables), optimizers.d_variables)
+    d_grads = _gradients(tape, scaled, optimizers.d_variables)
+    d_opt.apply(_clipped_across_replicas(d_opt, d_grads, strategy.num_replicas_in_sync),
+                optimizers.d_variables)
 
     with tf.GradientTape() as tape:
         g_loss, g_logs = losses.generator_loss(model, x, source, target, model.loss_weights, masks,
                                                unchanged)
         scaled = g_opt.scale_loss(g_loss * per_replica)
-    g_opt.apply(_gradients(tape, scaled, optimizers.g_variables), optimizers.g_variables)
+    g_grads = _gradients(tape, scaled, optimizers.g_variables)
+    g_opt.apply(_clipped_across_replicas(g_opt, g_grads, strategy.num_replicas_in_sync),
+                optimizers.g_variables)
 
     logs = {**d_logs, **g_logs, **extra_logs(optimizers)}
     if _in_multi_worker_mode(strategy):
