@@ -172,21 +172,31 @@ def _convolution_backward(padding: str, saved, output_gradient):
 
 def _kernel_gradient(inputs, output_gradient, kernel, padding: str):
     """dL/dkernel[i, j] = sum over batch and pixels of the input shifted by tap (i, j) times
-    the output gradient: one (C_in x pixels) @ (pixels x C_out) matmul per tap."""
+    the output gradient: one (C_in x pixels) @ (pixels x C_out) matmul per tap.
+
+    The taps run in a scan, one shifted copy of the input at a time. Written as k*k separate
+    matmuls, XLA made every tap's copy long before its matmul (many convolutions' copies were
+    alive together), and the celeba_hq_256 step asked for 27.1 GiB of temporaries, where it
+    now asks for 9.2 (XLA's own kernel gradient: 8.9; `python benchmarks/jax_step_memory.py`).
+    """
     taps_h, taps_w, channels_in, channels_out = kernel.shape
     if padding == "SAME":  # XLA's SAME: k - 1 pixels of zeros, the odd one at the end
         pad_h, pad_w = (taps_h - 1) // 2, (taps_w - 1) // 2
         inputs = jnp.pad(inputs, ((0, 0), (pad_h, taps_h - 1 - pad_h),
                                   (pad_w, taps_w - 1 - pad_w), (0, 0)))
-    out_h, out_w = output_gradient.shape[1], output_gradient.shape[2]
+    batch, out_h, out_w = output_gradient.shape[:3]
     flat_gradient = output_gradient.reshape(-1, channels_out)
-    taps = []
-    for i in range(taps_h):
-        for j in range(taps_w):
-            shifted = inputs[:, i:i + out_h, j:j + out_w, :].reshape(-1, channels_in)
-            taps.append(jax.lax.dot_general(shifted, flat_gradient, (((0,), (0,)), ((), ())),
-                                            preferred_element_type=jnp.float32))
-    return jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
+
+    def tap_gradient(_, offset):
+        shifted = jax.lax.dynamic_slice(inputs, (0, offset[0], offset[1], 0),
+                                        (batch, out_h, out_w, channels_in))
+        return None, jax.lax.dot_general(shifted.reshape(-1, channels_in), flat_gradient,
+                                         (((0,), (0,)), ((), ())),
+                                         preferred_element_type=jnp.float32)
+
+    offsets = jnp.array([(i, j) for i in range(taps_h) for j in range(taps_w)], jnp.int32)
+    _, taps = jax.lax.scan(tap_gradient, None, offsets)
+    return taps.reshape(kernel.shape).astype(kernel.dtype)
 
 
 _convolution.defvjp(_convolution_forward, _convolution_backward)
