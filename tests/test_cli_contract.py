@@ -231,6 +231,22 @@ def test_train_dry_run_prints_the_resolved_options_and_writes_nothing(tmp_path):
     assert not run_dir.exists()
 
 
+def test_resuming_a_run_from_before_the_guards_keeps_it_unguarded(tmp_path):
+    run_dir = tmp_path / "old"
+    created = CliRunner().invoke(main, ["train", "--preset", "tiny_32", "--run-dir",
+                                        str(run_dir), "--dry-run"])
+    old_options = json.loads(created.stdout)
+    del old_options["clip_norm"]
+    del old_options["loss_weights"]["style_size"]
+    run_dir.mkdir()
+    (run_dir / "training_options.json").write_text(json.dumps({"options": old_options}))
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--dry-run"])
+    assert resumed.exit_code == 0, resumed.output
+    options = json.loads(resumed.stdout)
+    assert options["clip_norm"] is None
+    assert "style_size" not in options["loss_weights"]  # LossWeights reads it as 0
+
+
 def test_train_guards_against_style_explosions_unless_turned_off():
     runner = CliRunner()
     default = runner.invoke(main, ["train", "--preset", "tiny_32", "--dry-run"])

@@ -276,8 +276,11 @@ def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptio
         raise FileNotFoundError(f"--resume {run_dir}: no {OPTIONS_FILE} there; "
                                 "pass the directory of an earlier `l2m train` run")
     saved = read_saved_options(saved_file)
-    # Runs from before --blend-changes existed made raw edits.
+    # Runs from before an option existed keep training as they did: raw edits before
+    # --blend-changes, no clipping before --clip-norm (its default is 1 since 2026-12-03).
+    # (A missing style-size weight is 0 already: LossWeights' own default.)
     saved.setdefault("blend_changes", False)
+    saved.setdefault("clip_norm", None)
     merged = dict(saved)
     for name in explicit:
         value = getattr(options, name)
