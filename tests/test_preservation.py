@@ -8,42 +8,44 @@ import pytest
 from keras import ops
 
 
-def test_reconstruction_term_is_l1_of_the_alpha_zero_edit():
+def _loss_with_and_without_term(seed: int, target: list[int], weights, term: str):
+    """A tiny_32 model's generator loss with the official weights and with `weights`: the model,
+    its inputs, both totals and the logged value of `term` (checked absent without it)."""
     from keras_l2mgan.config import get_preset
-    from keras_l2mgan.losses import LossWeights, generator_loss, l1_loss
+    from keras_l2mgan.losses import LossWeights, generator_loss
     from keras_l2mgan.model import L2MGAN
 
     model = L2MGAN(get_preset("tiny_32"))
-    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
-    source, target = np.array([0, 1], "int32"), np.array([1, 1], "int32")
+    x = np.random.default_rng(seed).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    source, target = np.array([0, 1], "int32"), np.array(target, "int32")
     without, logs = generator_loss(model, x, source, target, LossWeights())
-    assert "g_rec" not in logs  # off by default: the official losses
-    weights = LossWeights(reconstruction=2.0)
-    with_rec, logs = generator_loss(model, x, source, target, weights)
+    assert term not in logs  # off by default: the official losses
+    with_term, logs = generator_loss(model, x, source, target, weights)
+    totals = (float(ops.convert_to_numpy(without)), float(ops.convert_to_numpy(with_term)))
+    return model, (x, source, target), totals, float(ops.convert_to_numpy(logs[term]))
+
+
+def test_reconstruction_term_is_l1_of_the_alpha_zero_edit():
+    from keras_l2mgan.losses import LossWeights, l1_loss
+
+    model, (x, source, _), (without, with_rec), logged = _loss_with_and_without_term(
+        0, [1, 1], LossWeights(reconstruction=2.0), "g_rec")
     expected = float(ops.convert_to_numpy(l1_loss(model.edit(x, source, source, 0.0), x)))
-    assert float(ops.convert_to_numpy(logs["g_rec"])) == pytest.approx(expected, rel=1e-4)
-    assert float(ops.convert_to_numpy(with_rec)) == pytest.approx(
-        float(ops.convert_to_numpy(without)) + 2.0 * expected, rel=1e-4)
+    assert logged == pytest.approx(expected, rel=1e-4)
+    assert with_rec == pytest.approx(without + 2.0 * expected, rel=1e-4)
 
 
 def test_style_size_term_is_the_mean_square_of_both_codes():
-    from keras_l2mgan.config import get_preset
-    from keras_l2mgan.losses import LossWeights, edited_style, generator_loss
-    from keras_l2mgan.model import L2MGAN
+    from keras_l2mgan.losses import LossWeights, edited_style
 
-    model = L2MGAN(get_preset("tiny_32"))
-    x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
-    source, target = np.array([0, 1], "int32"), np.array([1, 0], "int32")
-    without, logs = generator_loss(model, x, source, target, LossWeights())
-    assert "g_size" not in logs  # off by default: the official losses
-    with_size, logs = generator_loss(model, x, source, target, LossWeights(style_size=0.5))
+    model, (x, source, target), (without, with_size), logged = _loss_with_and_without_term(
+        1, [1, 0], LossWeights(style_size=0.5), "g_size")
     s, *_, s_tilde = (ops.convert_to_numpy(code)
                       for code in edited_style(model.style_encoder, x, source, target))
     expected = float(np.mean(s**2) + np.mean(s_tilde**2))
     assert expected > 0.01
-    assert float(ops.convert_to_numpy(logs["g_size"])) == pytest.approx(expected, rel=1e-4)
-    assert float(ops.convert_to_numpy(with_size)) == pytest.approx(
-        float(ops.convert_to_numpy(without)) + 0.5 * expected, rel=1e-4)
+    assert logged == pytest.approx(expected, rel=1e-4)
+    assert with_size == pytest.approx(without + 0.5 * expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("warmup", [True, False])
