@@ -92,6 +92,41 @@ def test_jax_convolution_kernel_gradient_keeps_bfloat16():
                                np.asarray(reference, np.float32), rtol=2e-2, atol=0.5)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[3] % 2 == 1 and c[4] == "same"])
+def test_jax_bfloat16_convolution_runs_by_taps_and_differentiates_twice(case):
+    """bfloat16 SAME convolutions with an odd kernel run forward and input gradient as matmuls
+    per tap: no XLA convolution is left in an R1-shaped loss of a 3x3 one, and its values and
+    both derivatives match float32 keras.ops.conv within bfloat16 rounding."""
+    if current_backend() != "jax":
+        pytest.skip("the hand-written gradients are JAX's")
+    import jax
+    import jax.numpy as jnp
+
+    size, channels_in, channels_out, taps, padding = case
+    x, kernel = _data(size, channels_in, channels_out, taps)
+    x16, kernel16 = jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel, jnp.bfloat16)
+
+    def ours(x, k):
+        return current_trainer().convolution(x, k, padding).astype(jnp.float32)
+
+    if taps > 1:
+        jaxpr = str(jax.make_jaxpr(jax.grad(lambda k, x: jnp.sum(
+            jax.grad(lambda x: jnp.sum(ours(x, k)))(x) ** 2)))(kernel16, x16))
+        assert "conv_general_dilated" not in jaxpr
+    value = ours(x16, kernel16)
+    reference = ops.conv(np.asarray(x16, np.float32), np.asarray(kernel16, np.float32),
+                         padding=padding)
+    np.testing.assert_allclose(np.asarray(value), ops.convert_to_numpy(reference),
+                               rtol=2e-2, atol=5e-2)
+    mine = _jax_penalty_gradients(ours, x16, kernel16)
+    theirs = _jax_penalty_gradients(lambda x, k: ops.conv(x, k, padding=padding),
+                                    np.asarray(x16, np.float32), np.asarray(kernel16, np.float32))
+    for gradient, expected in zip(mine, theirs, strict=True):
+        scale = np.max(np.abs(expected))
+        np.testing.assert_allclose(np.asarray(gradient, np.float32) / scale, expected / scale,
+                                   atol=3e-2)
+
+
 def test_jax_kernel_gradient_holds_one_shifted_copy_at_a_time():
     """Compiled, not run: the temporaries of one 3x3 convolution's kernel gradient stay near a
     few copies of the input (measured 3.1x), where the nine shifted copies alive at once asked
@@ -120,21 +155,30 @@ def test_strided_convolutions_bypass_the_hook():
                                rtol=1e-5, atol=1e-5)
 
 
-def test_torch_convolution_output_is_contiguous_nhwc():
+def test_torch_hooks_return_contiguous_nhwc():
     if current_backend() != "torch":
         pytest.skip("the channels_last convolution is torch's")
     x, kernel = _data(8, 3, 4, 3)
     out = current_trainer().convolution(ops.convert_to_tensor(x), ops.convert_to_tensor(kernel),
                                         "same")
     assert tuple(out.shape) == (2, 8, 8, 4) and out.is_contiguous()
+    # and so is a large instance norm's (group_norm on channels_last memory)
+    normalized = current_trainer().instance_normalize(
+        ops.convert_to_tensor(np.ones((2, 32, 32, 4), "float32")), 1e-5)
+    assert normalized.is_contiguous()
 
 
+# Small and large images: torch's hook runs instance_norm below 32x32 pixels, group_norm above.
+NORM_SHAPES = [(2, 5, 6, 4), (2, 32, 33, 4)]
+
+
+@pytest.mark.parametrize("shape", NORM_SHAPES)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_instance_normalize_hook_equals_keras_ops(dtype):
+def test_instance_normalize_hook_equals_keras_ops(dtype, shape):
     from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 
     rng = np.random.default_rng(3)
-    x = ops.cast(rng.standard_normal((2, 5, 6, 4)).astype("float32") * 3 + 1, dtype)
+    x = ops.cast(rng.standard_normal(shape).astype("float32") * 3 + 1, dtype)
     ours = current_trainer().instance_normalize(x, 1e-5)
     reference = instance_normalize_with_ops(x, 1e-5)
     assert ours.dtype == reference.dtype
@@ -144,7 +188,8 @@ def test_instance_normalize_hook_equals_keras_ops(dtype):
                                rtol=tolerance, atol=tolerance)
 
 
-def test_torch_instance_normalize_gradients_equal_keras_ones():
+@pytest.mark.parametrize("shape", NORM_SHAPES)
+def test_torch_instance_normalize_gradients_equal_keras_ones(shape):
     if current_backend() != "torch":
         pytest.skip("the fused instance norm is torch's")
     import torch
@@ -152,8 +197,8 @@ def test_torch_instance_normalize_gradients_equal_keras_ones():
     from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 
     rng = np.random.default_rng(4)
-    x0 = rng.standard_normal((2, 5, 6, 4)).astype("float32") * 2
-    weights = torch.tensor(rng.standard_normal((2, 5, 6, 4)).astype("float32"))
+    x0 = rng.standard_normal(shape).astype("float32") * 2
+    weights = torch.tensor(rng.standard_normal(shape).astype("float32"))
 
     def gradients(normalize):  # first and second derivatives, as under R1
         x = torch.tensor(x0, requires_grad=True)
@@ -165,3 +210,32 @@ def test_torch_instance_normalize_gradients_equal_keras_ones():
     for mine, theirs in zip(gradients(current_trainer().instance_normalize),
                             gradients(instance_normalize_with_ops), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-3, atol=1e-4)
+
+
+def test_downsample_hook_equals_keras_average_pool():
+    """Value on every backend; on torch (channels_last pooling) first and second derivatives
+    too, and the output is contiguous NHWC."""
+    from keras_l2mgan.layers.common import downsample_with_ops
+
+    x = np.random.default_rng(5).standard_normal((2, 8, 6, 3)).astype("float32")
+    ours = current_trainer().downsample(ops.convert_to_tensor(x))
+    np.testing.assert_allclose(ops.convert_to_numpy(ours),
+                               ops.convert_to_numpy(downsample_with_ops(x)), rtol=1e-6, atol=1e-6)
+    if current_backend() != "torch":
+        return
+    import torch
+
+    assert ours.is_contiguous()
+    weights = torch.tensor(np.random.default_rng(6).standard_normal((2, 4, 3, 3)),
+                           dtype=torch.float32)
+
+    def gradients(pool):  # first and second derivatives, as under R1
+        tensor = torch.tensor(x, requires_grad=True)
+        (first,) = torch.autograd.grad((torch.sin(pool(tensor)) * weights).sum(), tensor,
+                                       create_graph=True)
+        (second,) = torch.autograd.grad((first ** 2).sum(), tensor)
+        return first.detach().numpy(), second.numpy()
+
+    for mine, theirs in zip(gradients(current_trainer().downsample),
+                            gradients(downsample_with_ops), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)

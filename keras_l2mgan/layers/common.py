@@ -57,7 +57,14 @@ def leaky_relu(x):
 
 
 def downsample(x):
-    """2x2 average pooling (NHWC)."""
+    """2x2 average pooling (NHWC), by the backend trainer's ``downsample`` hook."""
+    from keras_l2mgan.trainers import current_trainer
+
+    return current_trainer().downsample(x)
+
+
+def downsample_with_ops(x):
+    """2x2 average pooling (NHWC) by keras.ops."""
     return ops.average_pool(x, pool_size=2, strides=2, padding="valid")
 
 

@@ -32,11 +32,15 @@ defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
     What the model's ``_maybe_symbolic_build`` passes on to Keras (a TF workaround).
 ``convolution(inputs, kernel, padding)``
     The networks' stride-1 convolution (NHWC inputs, HWIO kernel, "same" or "valid"):
-    keras.ops.conv, except on JAX, whose kernel gradient on CPU is computed faster by hand,
-    and torch, which convolves the NHWC memory as channels_last without copying it.
+    keras.ops.conv, except on JAX, whose kernel gradient on CPU (and in bfloat16 its forward
+    pass and input gradient too) is computed faster by hand as matmuls per kernel tap, and
+    torch, which convolves the NHWC memory as channels_last without copying it.
 ``instance_normalize(x, epsilon)``
     Instance normalisation of NHWC x over H and W in float32: keras.ops on TensorFlow and JAX,
-    torch's fused kernel on torch.
+    torch's fused kernels on torch (group_norm on channels_last memory from 32x32 pixels).
+``downsample(x)``
+    The networks' 2x2 average pooling of NHWC x: keras.ops.average_pool, except on torch, which
+    pools the NHWC memory as channels_last (keras.ops copies it to NCHW and back).
 ``feed_in_memory(batches)``
     What fit() is given for ``data.memory.MemoryBatches``: on TensorFlow its static-shape
     tf.data stream (fed as a plain generator, the step ran ~2x slower), elsewhere a generator
@@ -60,7 +64,8 @@ BACKENDS = ("tensorflow", "jax", "torch")  # each has a module of the same name 
 HOOKS = ("train_step", "SUPPORTS_JIT", "SUPPORTS_MIXED_FLOAT16", "SUPPORTS_MULTI_DEVICE",
          "SUPPORTS_MULTI_WORKER", "default_jit", "list_devices", "data_parallel",
          "multi_worker_strategy", "sync_state", "symbolic_build_inputs", "convolution",
-         "instance_normalize", "feed_in_memory", "fused_adam_step", "fused_moving_average")
+         "instance_normalize", "downsample", "feed_in_memory", "fused_adam_step",
+         "fused_moving_average")
 
 
 def get_trainer(backend: str) -> ModuleType:

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_l2mgan import losses
+from keras_l2mgan.layers.common import downsample_with_ops
 from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 from keras_l2mgan.trainers import extra_logs
 from keras_l2mgan.training.optimizers import inner
@@ -158,3 +159,4 @@ def convolution(inputs, kernel, padding: str):
 
 
 instance_normalize = instance_normalize_with_ops
+downsample = downsample_with_ops

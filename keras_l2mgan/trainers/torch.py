@@ -105,9 +105,19 @@ def convolution(inputs, kernel, padding: str):
         return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
     pad = (rows // 2, cols // 2) if padding == "same" else 0
     inputs, kernel = keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel)
-    outputs = torch.nn.functional.conv2d(inputs.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
+    outputs = torch.nn.functional.conv2d(inputs.permute(0, 3, 1, 2), _channels_last_kernel(kernel),
                                          padding=pad)
     return outputs.permute(0, 2, 3, 1)
+
+
+def _channels_last_kernel(kernel):
+    """An HWIO kernel as torch's OIHW weight in channels_last memory (O, H, W, I): one 2-D
+    transpose of the (H*W*I, O) matrix. Seen through permute(3, 2, 0, 1) instead, the weight
+    was copied to contiguous OIHW on every forward and again in every backward, a strided copy
+    that took 4.6 s of a 256 px train step at batch 1 (`benchmarks/torch_step_profile.py`)."""
+    rows, cols, channels_in, channels_out = kernel.shape
+    by_output = kernel.reshape(-1, channels_out).t().contiguous()
+    return by_output.view(channels_out, rows, cols, channels_in).permute(0, 3, 1, 2)
 
 
 def _fused_adam_step(optimizer, grads, variables, learning_rate) -> None:
@@ -132,8 +142,29 @@ def fused_moving_average(averages, variables, momentum) -> None:
 
 
 def instance_normalize(x, epsilon: float):
-    """Instance norm by torch's own kernel (one pass for the statistics, one fused backward):
-    keras.ops' mean, var, subtract and multiply passes cost 3x its time in a 256 px edit."""
+    """Instance norm by torch's own kernels (one pass for the statistics, one fused backward):
+    keras.ops' mean, var, subtract and multiply passes cost 3x its time in a 256 px edit.
+
+    From 32x32 pixels up it runs as group_norm with one group per channel on the NHWC memory
+    (channels_last): instance_norm copies its input to contiguous NCHW and returns NCHW, which
+    the next convolution copied back to channels_last. At 8x64x64x128, norm + the next 3x3
+    convolution took 104 ms this way against 204 ms; at 16x16x512 instance_norm was faster.
+    """
     x = keras.ops.convert_to_tensor(x)
-    normalized = torch.nn.functional.instance_norm(x.float().permute(0, 3, 1, 2), eps=epsilon)
+    channels_first = x.float().permute(0, 3, 1, 2)
+    if x.shape[1] * x.shape[2] >= _GROUP_NORM_MIN_PIXELS:
+        normalized = torch.nn.functional.group_norm(channels_first, x.shape[3], eps=epsilon)
+    else:
+        normalized = torch.nn.functional.instance_norm(channels_first, eps=epsilon)
     return normalized.permute(0, 2, 3, 1).to(x.dtype)
+
+
+_GROUP_NORM_MIN_PIXELS = 32 * 32
+
+
+def downsample(x):
+    """2x2 average pooling of the NHWC memory as channels_last: keras.ops.average_pool made it
+    contiguous NCHW and returned NCHW memory, which the next convolution copied back (11 copies
+    of each of 8 activation sizes in a 256 px train step at batch 1)."""
+    x = keras.ops.convert_to_tensor(x)
+    return torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
