@@ -199,17 +199,21 @@ def test_torch_instance_normalize_gradients_equal_keras_ones(shape):
     rng = np.random.default_rng(4)
     x0 = rng.standard_normal(shape).astype("float32") * 2
     weights = torch.tensor(rng.standard_normal(shape).astype("float32"))
-
-    def gradients(normalize):  # first and second derivatives, as under R1
-        x = torch.tensor(x0, requires_grad=True)
-        (first,) = torch.autograd.grad((torch.sin(normalize(x, 1e-5)) * weights).sum(), x,
-                                       create_graph=True)
-        (second,) = torch.autograd.grad((first ** 2).sum(), x)
-        return first.detach().numpy(), second.numpy()
-
-    for mine, theirs in zip(gradients(current_trainer().instance_normalize),
-                            gradients(instance_normalize_with_ops), strict=True):
+    ours = _torch_r1_gradients(lambda x: current_trainer().instance_normalize(x, 1e-5), x0,
+                               weights)
+    reference = _torch_r1_gradients(lambda x: instance_normalize_with_ops(x, 1e-5), x0, weights)
+    for mine, theirs in zip(ours, reference, strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-3, atol=1e-4)
+
+
+def _torch_r1_gradients(function, x0, weights):
+    """First and second derivatives of a loss of `function(x)` w.r.t. x, as under R1."""
+    import torch
+
+    x = torch.tensor(x0, requires_grad=True)
+    (first,) = torch.autograd.grad((torch.sin(function(x)) * weights).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad((first ** 2).sum(), x)
+    return first.detach().numpy(), second.numpy()
 
 
 def test_downsample_hook_equals_keras_average_pool():
@@ -228,14 +232,6 @@ def test_downsample_hook_equals_keras_average_pool():
     assert ours.is_contiguous()
     weights = torch.tensor(np.random.default_rng(6).standard_normal((2, 4, 3, 3)),
                            dtype=torch.float32)
-
-    def gradients(pool):  # first and second derivatives, as under R1
-        tensor = torch.tensor(x, requires_grad=True)
-        (first,) = torch.autograd.grad((torch.sin(pool(tensor)) * weights).sum(), tensor,
-                                       create_graph=True)
-        (second,) = torch.autograd.grad((first ** 2).sum(), tensor)
-        return first.detach().numpy(), second.numpy()
-
-    for mine, theirs in zip(gradients(current_trainer().downsample),
-                            gradients(downsample_with_ops), strict=True):
+    for mine, theirs in zip(_torch_r1_gradients(current_trainer().downsample, x, weights),
+                            _torch_r1_gradients(downsample_with_ops, x, weights), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
