@@ -91,6 +91,12 @@ TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}
               help="The trained model's edits keep the input wherever they do not change its "
                    "reconstruction (sharper, the rest of the face untouched); --no-blend-changes "
                    "returns the generator's whole image, as the official models do.")
+@click.option("--blend-grey-levels", nargs=2, type=click.FloatRange(0, 255),
+              default=DEFAULTS.blend_grey_levels, show_default=True, metavar="LOW HIGH",
+              help="The blend's thresholds: where the edit changes the reconstruction by less "
+                   "than LOW grey levels (of 255) the input stays, above HIGH the edit is taken. "
+                   "Higher values keep more of the face; tools/blend_sweep.py measures a "
+                   "model's choices. A resume may change them, with no steps left too.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed, show_default=True,
               help="Random seed: the same seed gives the same run on the same backend.")
 @click.option("--jit/--no-jit", default=None, show_default="auto: on with a GPU, off on CPU",
@@ -202,8 +208,11 @@ def human_summary(summary: dict) -> str:
         return (f"worker done: steps {summary['start_step']} -> {summary.get('final_step')} on "
                 f"{summary['backend']}; the chief worker wrote {run_dir}")
     if summary.get("note"):
-        return (f"{run_dir} is already at step {summary['final_step']} (--steps "
-                f"{summary['steps']}): nothing trained; pass a larger --steps to go on")
+        updated = summary.get("updated_edit_settings")
+        done = (f"nothing trained; {run_dir}/model now edits with {', '.join(updated)}"
+                if updated else "nothing trained; pass a larger --steps to go on")
+        return (f"{run_dir} is already at step {summary['final_step']} "
+                f"(--steps {summary['steps']}): {done}")
     target = valid_targets(summary["domain_names"])[0]
     lines = [
         f"trained {run_dir} on {summary['backend']} ({summary['replicas']} device(s)): steps "

@@ -10,8 +10,9 @@ G(x, s~) and the reconstruction G(x, s) differ only where the attribute lives. S
     out = x + m * (G(x, s~) - x)
 
 takes the full edit where it changes the image and the untouched input elsewhere. alpha = 0
-gives s~ = s, m = 0 and x itself. The thresholds were picked on the synthetic test faces
-(`python tools/blend_sweep.py`); the official models leave it off
+gives s~ = s, m = 0 and x itself. LOW and HIGH are the model's own
+(``L2MConfig.blend_grey_levels``, 6 and 16 unless set), picked on the synthetic test faces
+(`python tools/blend_sweep.py`); the official models leave the blend off
 (``L2MConfig.blend_changes``), `l2m train` turns it on.
 """
 
@@ -22,9 +23,10 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_l2mgan.config import DEFAULT_BLEND_GREY_LEVELS
+
 # Change (in grey levels of 255) below which the input is kept and above which the edit is.
-LOW_GREY_LEVELS = 6.0
-HIGH_GREY_LEVELS = 16.0
+LOW_GREY_LEVELS, HIGH_GREY_LEVELS = DEFAULT_BLEND_GREY_LEVELS
 # At 64 px: dilate by a 3x3 max, blur with sigma 1 px; both scale with the image size.
 REFERENCE_SIZE = 64
 
@@ -53,8 +55,9 @@ def change_mask(edited, reconstruction, low: float = LOW_GREY_LEVELS,
     return ops.clip((change - low) / (high - low), 0.0, 1.0)
 
 
-def blend_changes(x, edited, reconstruction):
+def blend_changes(x, edited, reconstruction, low: float = LOW_GREY_LEVELS,
+                  high: float = HIGH_GREY_LEVELS):
     """The edit where it changes the reconstruction, the input x elsewhere (see module doc)."""
-    mask = ops.cast(change_mask(edited, reconstruction), edited.dtype)
+    mask = ops.cast(change_mask(edited, reconstruction, low, high), edited.dtype)
     x = ops.cast(x, edited.dtype)
     return x + mask * (edited - x)

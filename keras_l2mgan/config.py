@@ -19,6 +19,8 @@ MAX_DOMAINS = 64
 MAX_STYLE_DIM = 1024
 MAX_WIDTH = 2048
 MAX_W_HPF = 10.0
+# keras_l2mgan.blend's thresholds (grey levels of 255) unless a model says otherwise.
+DEFAULT_BLEND_GREY_LEVELS = (6.0, 16.0)
 
 
 def _is_int(value: Any) -> bool:
@@ -31,6 +33,17 @@ def _check_int(name: str, value: Any, low: int, high: int, note: str = "") -> No
         raise ValueError(f"{name} must be an integer from {low} to {high}{note}, got {value!r}")
 
 
+def check_blend_grey_levels(value: Any) -> tuple[float, float]:
+    """(low, high) as floats with 0 <= low < high <= 255, or one ValueError saying so."""
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        low, high = float(value[0]), float(value[1])
+        if 0 <= low < high <= 255:
+            return low, high
+    raise ValueError("blend_grey_levels must be two numbers [low, high] with "
+                     f"0 <= low < high <= 255 (grey levels), got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class L2MConfig:
     """Every hyper-parameter that fixes the networks' shapes.
@@ -39,7 +52,10 @@ class L2MConfig:
     the CPU presets set it smaller. ``fan=True`` adds StarGAN v2's face-landmark network, whose
     heatmaps give the generator its face masks when w_hpf > 0 (as the official model does).
     ``blend_changes=True`` keeps the input wherever an edit does not change the generator's
-    reconstruction (keras_l2mgan.blend; off in the official models, on in what `l2m train` makes).
+    reconstruction (keras_l2mgan.blend; off in the official models, on in what `l2m train` makes);
+    ``blend_grey_levels`` = (low, high) are its thresholds: a change below `low` grey levels
+    keeps the input, above `high` takes the edit (a longer-trained model, whose reconstruction
+    is closer to its input, can afford higher ones: `tools/blend_sweep.py` picks them).
     """
 
     img_size: int = 256
@@ -51,6 +67,7 @@ class L2MConfig:
     domain_names: tuple[str, ...] | None = None
     fan: bool = False
     blend_changes: bool = False
+    blend_grey_levels: tuple[float, float] = DEFAULT_BLEND_GREY_LEVELS
 
     def __post_init__(self) -> None:
         # A config.json is read from disk, so every field is checked for type and range: a
@@ -83,6 +100,8 @@ class L2MConfig:
         for flag in ("fan", "blend_changes"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        object.__setattr__(self, "blend_grey_levels",
+                           check_blend_grey_levels(self.blend_grey_levels))
 
     # Derived widths and depths (the official formulas).
 
@@ -116,6 +135,7 @@ class L2MConfig:
         data = dataclasses.asdict(self)
         if data["domain_names"] is not None:
             data["domain_names"] = list(data["domain_names"])
+        data["blend_grey_levels"] = list(data["blend_grey_levels"])
         return data
 
     def to_json(self) -> str:

@@ -186,7 +186,7 @@ class L2MGAN(keras.Model):
         from keras_l2mgan.blend import blend_changes
 
         reconstruction = self.generator(x, own_style, masks)
-        return blend_changes(x, edited, reconstruction)
+        return blend_changes(x, edited, reconstruction, *self.config.blend_grey_levels)
 
     def guess_domain(self, x):
         """(N,) int32: the discriminator's guess of each image's domain (its largest logit)."""

@@ -89,6 +89,9 @@ def run(tmp_path_factory) -> dict:
             ("eval", run_dir, "--limit", "2", "--num-test", "4", "--alpha-images", "1",
              "--batch-size", "4", "--features", "classifier", "--data-dir", data,
              "-o", root / "eval"), backend=backend)
+        # Last, as it changes the run's bundle: new blend thresholds with no steps left.
+        results["thresholds"] = l2m("train", "--resume", run_dir, "--steps", "2",
+                                    "--blend-grey-levels", "8", "20", backend=backend)
     return results
 
 
@@ -107,6 +110,19 @@ def test_resume_continues_the_run(run, backend):
     result = ok(run["resume"])
     assert f"on {backend} (1 device(s)): steps 1 -> 2" in result.stdout, result.stdout
     assert (run["run_dir"] / "checkpoints" / "ckpt-00000002.npz").is_file()
+
+
+@pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval
+def test_resume_with_no_steps_left_sets_the_blend_thresholds(run):
+    result = ok(run["thresholds"])
+    assert result.stdout.strip().endswith("nothing trained; "
+                                          f"{run['run_dir']}/model now edits with "
+                                          "--blend-grey-levels 8 20"), result.stdout
+    config = json.loads((run["run_dir"] / "model" / "config.json").read_text())
+    assert config["blend_grey_levels"] == [8.0, 20.0] and config["blend_changes"] is True
+    assert not (run["run_dir"] / "checkpoints" / "ckpt-00000003.npz").exists()
+    options = json.loads((run["run_dir"] / "training_options.json").read_text())["options"]
+    assert options["blend_grey_levels"] == [8.0, 20.0]  # a later resume keeps them
 
 
 @pytest.mark.slow  # the run fixture: CLI subprocesses train, resume, edit, export, eval

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from keras_l2mgan.atomic import write_file_atomic
-from keras_l2mgan.config import PRESETS, get_preset
+from keras_l2mgan.config import (
+    DEFAULT_BLEND_GREY_LEVELS,
+    PRESETS,
+    check_blend_grey_levels,
+    get_preset,
+)
 from keras_l2mgan.errors import CorruptFileError, RunFailure
 from keras_l2mgan.trainers import get_trainer
 from keras_l2mgan.training.run_lock import LOCK_FILE, RunDirLock
@@ -42,9 +47,9 @@ OPTIONS_FILE = "training_options.json"
 # global batch stays the same.
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
                      "log_every", "run_dir", "resume", "verbose", "lr", "devices",
-                     "multi_worker", "blend_changes"}
+                     "multi_worker", "blend_changes", "blend_grey_levels"}
 # Config fields that change what an edit returns, not any weight: a resume may change them.
-_EDIT_ONLY_FIELDS = ("blend_changes",)
+_EDIT_ONLY_FIELDS = ("blend_changes", "blend_grey_levels")
 
 
 @dataclasses.dataclass
@@ -67,6 +72,7 @@ class TrainOptions:
     clip_norm: float | None = 1.0  # global gradient norm cap for both optimizers (0/None: off)
     # Edits keep the input wherever they do not change the reconstruction (keras_l2mgan.blend).
     blend_changes: bool = True
+    blend_grey_levels: tuple[float, float] = DEFAULT_BLEND_GREY_LEVELS  # its (low, high)
     precision: str = "float32"
     devices: str = "1"
     run_dir: str | None = None
@@ -127,6 +133,11 @@ def validate_options(options: TrainOptions) -> None:
             raise ValueError(f"{option_name(name)} must be >= 1, got {getattr(options, name)}")
     if not options.lr > 0:  # also refuses NaN
         raise ValueError(f"--lr must be > 0, got {options.lr}")
+    try:
+        check_blend_grey_levels(options.blend_grey_levels)
+    except ValueError:
+        raise ValueError(f"--blend-grey-levels must be two grey levels LOW HIGH with 0 <= LOW "
+                         f"< HIGH <= 255, got {_shown(options.blend_grey_levels)}") from None
     if not 0 <= options.ema_decay < 1:
         raise ValueError(f"--ema-decay must be in [0, 1), got {options.ema_decay}")
     if options.img_size is not None:
@@ -299,11 +310,14 @@ def _merge_resume(options: TrainOptions, explicit: set[str]) -> tuple[TrainOptio
 def _shown(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "the defaults"
+    if isinstance(value, (list, tuple)):  # --blend-grey-levels LOW HIGH, as typed
+        return " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
     return "(not set)" if value is None else str(value)
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-          "None": (type(None),), "dict[str, Any]": (dict,)}
+          "None": (type(None),), "dict[str, Any]": (dict,),
+          "tuple[float, float]": (list, tuple)}
 
 
 def _has_type(value: Any, annotation: str) -> bool:
@@ -393,7 +407,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
         raise ValueError(f"data {options.data!r} has images in one domain only "
                          f"({info.images_per_domain}); an edit needs two")
     config = base.replace(img_size=img_size, num_domains=len(names), domain_names=tuple(names),
-                          blend_changes=options.blend_changes)
+                          blend_changes=options.blend_changes,
+                          blend_grey_levels=options.blend_grey_levels)
 
     # A resumed run's checkpoint holds every weight: the starting bundle is needed only when
     # there is none yet.
@@ -444,6 +459,8 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
                "chief": distribution.chief}
     if remaining <= 0:
         summary.update(final_step=start_step, seconds=0.0, note="already at --steps")
+        if distribution.chief:
+            summary["updated_edit_settings"] = _update_edit_settings(run_dir / "model", config)
         return summary
 
     sample_batch = _sample_batch(options, img_size)
@@ -479,6 +496,24 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
                    images_per_second=(callback.step - start_step) * options.batch_size / seconds,
                    last_checkpoint=str(callback.last_checkpoint), history=callback.history)
     return summary
+
+
+def _update_edit_settings(bundle_dir: Path, config) -> list[str]:
+    """A resume with no steps left may still change how the model edits (--blend-changes,
+    --blend-grey-levels): write those fields into the run's model bundle, whose weights stay.
+    Returns the changed settings as "--option value" strings (none: nothing written)."""
+    from keras_l2mgan.bundle import CONFIG_FILE
+    from keras_l2mgan.config import L2MConfig
+
+    config_file = bundle_dir / CONFIG_FILE
+    if not config_file.is_file():
+        return []
+    saved = L2MConfig.load(config_file)
+    changes = {name: getattr(config, name) for name in _EDIT_ONLY_FIELDS
+               if getattr(saved, name) != getattr(config, name)}
+    if changes:
+        saved.replace(**changes).save(config_file)
+    return [f"{option_name(name)} {_shown(value)}" for name, value in sorted(changes.items())]
 
 
 # The run takes the bundle's FAN setting, so fan is not compared.
