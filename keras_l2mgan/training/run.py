@@ -41,15 +41,15 @@ DEFAULT_RECONSTRUCTION_WEIGHT = 10.0
 DEFAULT_STYLE_SIZE_WEIGHT = 0.1
 MEMORY_SOURCE = "synthetic_memory"  # --data: synthetic faces in memory (no tf.data)
 OPTIONS_FILE = "training_options.json"
+# Config fields that change what an edit returns, not any weight: a resume may change them.
+_EDIT_ONLY_FIELDS = ("blend_changes", "blend_grey_levels")
 # Options a resumed run may change; every other one must match the run directory's. The
 # learning rate is one (resuming a diverged run from its last good checkpoint with a lower
 # --lr is the usual fix), and so is the hardware: checkpoints are device-neutral and the
 # global batch stays the same.
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
                      "log_every", "run_dir", "resume", "verbose", "lr", "devices",
-                     "multi_worker", "blend_changes", "blend_grey_levels"}
-# Config fields that change what an edit returns, not any weight: a resume may change them.
-_EDIT_ONLY_FIELDS = ("blend_changes", "blend_grey_levels")
+                     "multi_worker", *_EDIT_ONLY_FIELDS}
 
 
 @dataclasses.dataclass
