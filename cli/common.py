@@ -196,6 +196,23 @@ class DataSource(click.ParamType):
                   f"{value} does not exist", param, ctx)
 
 
+class WeightList(click.ParamType):
+    """Comma-separated finite numbers >= 0, as a tuple of floats."""
+
+    name = "weights"
+
+    def convert(self, value, param, ctx) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            weights = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            weights = ()
+        if not weights or not all(0 <= w < math.inf for w in weights):
+            self.fail(f"{value!r}: pass comma-separated weights >= 0, e.g. 1,2,1,2", param, ctx)
+        return weights
+
+
 class Devices(click.ParamType):
     """A device count >= 1 or 'all' (how many exist is only known once the backend loads)."""
 

@@ -14,7 +14,14 @@ from keras_l2mgan.config import MAX_IMG_SIZE, PRESETS
 from keras_l2mgan.loss_weights import ORTHOGONALITY_FORMS, LossWeights
 from keras_l2mgan.training.run import PRECISIONS, TrainOptions
 
-from .common import BACKEND_EXPLICIT, DataSource, Devices, backend_option, default_backend
+from .common import (
+    BACKEND_EXPLICIT,
+    DataSource,
+    Devices,
+    WeightList,
+    backend_option,
+    default_backend,
+)
 
 # Defaults live in TrainOptions (one place); the CLI shows them.
 DEFAULTS = TrainOptions()
@@ -74,6 +81,11 @@ TRAIN_HELP = (f"Train L2M-GAN (defaults: {DEFAULTS.data} faces, {DEFAULTS.attrs}
 @click.option("--init-from", default=None, metavar="BUNDLE", show_default="random weights",
               help="Start from the weights of this model bundle (e.g. from `l2m import`); its "
                    "model must be the run's (--preset, --img-size, the data's domains).")
+@click.option("--domain-weights", type=WeightList(), default=None, metavar="W1,W2,...",
+              show_default="every domain equally",
+              help="How often each domain is drawn as the source of an edit, one weight per "
+                   "domain in the order `l2m data stats` lists them (e.g. 1,2,1,2 for "
+                   "smiling,male: the male faces twice as often). A resume may change them.")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True),
               default=DEFAULTS.ema_decay, show_default=True,
               help="EMA of G and E used for samples and export, in [0, 1); 0.99 suits runs "

@@ -53,6 +53,36 @@ def test_domains_are_drawn_in_balance_and_augmentation_changes_pixels():
     assert not np.array_equal(plain["images"], augmented["images"])
 
 
+@pytest.mark.backend_independent  # NumPy batches
+def test_domain_weights_draw_sources_in_their_ratio():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    labels = np.array([0] * 30 + [1] * 10)
+    weighted = MemoryBatches(images, labels, num_domains=2, batch_size=8, domain_weights=(1, 3))
+    drawn = np.concatenate([weighted.batch(i)["labels"] for i in range(200)])
+    assert abs(drawn.mean() - 0.75) < 0.05  # 1:3, whatever the 30 vs 10 images
+    # Equal weights draw exactly the default stream.
+    equal = MemoryBatches(images, labels, num_domains=2, batch_size=8, domain_weights=(2, 2))
+    np.testing.assert_array_equal(equal.batch(5)["images"], _stream().batch(5)["images"])
+    only_second = MemoryBatches(images, labels, 2, 8, domain_weights=(0, 1)).batch(0)["labels"]
+    assert set(only_second) == {1}
+    with pytest.raises(ValueError, match="weight 0 to every domain"):
+        MemoryBatches(images, labels, 2, 8, domain_weights=(0, 0))
+
+
+@pytest.mark.backend_independent  # option checks
+def test_domain_weights_must_be_one_per_domain():
+    from keras_l2mgan.training.run import check_domain_weights
+
+    names = ["not_smiling", "smiling"]
+    check_domain_weights(None, names)
+    check_domain_weights((1.0, 0.0), names)
+    for bad in ((1.0,), (1.0, 2.0, 3.0), (0.0, 0.0), (-1.0, 2.0), (float("nan"), 1.0)):
+        with pytest.raises(ValueError, match="--domain-weights .*give 2 weights >= 0, one per "
+                                             "domain in the order not_smiling, smiling"):
+            check_domain_weights(bad, names)
+
+
 @pytest.mark.backend_independent  # rendered faces and a cache file
 def test_faces_are_the_synthetic_split_and_cached(tmp_path):
     from keras_l2mgan.metrics import synthetic
@@ -102,7 +132,7 @@ def test_l2m_train_runs_and_resumes_without_tensorflow(tmp_path):
     for args in (["--data", "synthetic_memory", "--preset", "tiny_32", "--batch-size", "4",
                   "--num-examples", "32", "--run-dir", str(run), "--steps", "2",
                   "--sample-every", "1", "--checkpoint-every", "1"],
-                 ["--resume", str(run), "--steps", "3"]):
+                 ["--resume", str(run), "--steps", "3", "--domain-weights", "1,3"]):
         command = [sys.executable, "-c", WITHOUT_TF, "train", *args]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -104,6 +104,17 @@ def test_pipeline_shapes_ranges_labels_and_balance(data_dir):
     assert batch["images"].std() > 0.2
 
 
+def test_pipeline_draws_sources_by_domain_weights(data_dir):
+    from keras_l2mgan.data import build_dataset
+
+    info = build_dataset("synthetic", attrs="smiling,male", img_size=SIZE, batch_size=8,
+                         data_dir=data_dir, num_examples=NUM, seed=1,
+                         domain_weights=(0.0, 3.0, 0.0, 1.0))
+    labels = np.concatenate([batch["labels"] for batch in info.dataset.take(40)])
+    assert set(labels.tolist()) <= {1, 3}
+    assert abs(np.mean(labels == 1) - 0.75) < 0.08
+
+
 def test_pipeline_labels_match_attributes_and_one_pass(data_dir):
     """Without augmentation every image is a stored face whose attribute matches its label."""
     import tensorflow_datasets as tfds

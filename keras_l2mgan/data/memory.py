@@ -114,6 +114,17 @@ def resize_box(image: np.ndarray, box: tuple[float, float, float, float]) -> np.
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box))
 
 
+def source_probabilities(weights, present: list[int]) -> np.ndarray | None:
+    """The chance of each present domain to be drawn as a source; None when all are equal, so
+    equal weights draw exactly the default stream."""
+    if weights is None:
+        return None
+    chosen = np.array([float(weights[d]) for d in present])
+    if not chosen.sum() > 0:
+        raise ValueError("--domain-weights gives weight 0 to every domain that has images")
+    return None if np.all(chosen == chosen[0]) else chosen / chosen.sum()
+
+
 @dataclasses.dataclass
 class MemoryBatches:
     """Endless domain-balanced batches {images, labels, target_labels} from uint8 faces, plus
@@ -127,9 +138,12 @@ class MemoryBatches:
     augment: bool = True
     start: int = 0
     masks: np.ndarray | None = None  # uint8 (N, S, S), 1 where no trained attribute changes
+    domain_weights: tuple[float, ...] | None = None  # source-domain draw weights (None: equal)
 
     def __post_init__(self) -> None:
         self.by_domain = [np.flatnonzero(self.labels == d) for d in range(self.num_domains)]
+        self.present = [d for d in range(self.num_domains) if len(self.by_domain[d])]
+        self.source_probabilities = source_probabilities(self.domain_weights, self.present)
 
     def skip(self, steps: int) -> MemoryBatches:
         """The same stream, starting `steps` batches later (tf.data's skip, for resuming)."""
@@ -137,8 +151,7 @@ class MemoryBatches:
 
     def batch(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
-        present = [d for d in range(self.num_domains) if len(self.by_domain[d])]
-        domain = rng.choice(present, self.batch_size)
+        domain = rng.choice(self.present, self.batch_size, p=self.source_probabilities)
         picks = np.array([rng.choice(self.by_domain[d]) for d in domain])
         images, masks = [], []
         for i in picks:
@@ -208,10 +221,12 @@ class MemoryDatasetInfo:
 
 def build_memory_dataset(attrs: str | list[str] = "smiling", img_size: int = 64,
                          batch_size: int = 8, seed: int = 0, data_dir: str | None = None,
-                         num_examples: int | None = None, unchanged_regions: bool = False
+                         num_examples: int | None = None, unchanged_regions: bool = False,
+                         domain_weights: tuple[float, ...] | None = None
                          ) -> MemoryDatasetInfo:
-    """The synthetic training faces in memory, as endless balanced batches (with
-    `unchanged_regions`, each batch also has the faces' `unchanged_masks`)."""
+    """The synthetic training faces in memory, as endless batches, domains drawn equally or by
+    `domain_weights` (with `unchanged_regions`, each batch also has the faces'
+    `unchanged_masks`)."""
     from keras_l2mgan.metrics import synthetic
 
     attrs = domains.parse_attrs(attrs, renderer.ATTRIBUTES)
@@ -224,7 +239,8 @@ def build_memory_dataset(attrs: str | list[str] = "smiling", img_size: int = 64,
     counts = np.bincount(labels, minlength=len(names))
     masks = unchanged_masks(params, list(attrs), img_size, cache_dir) if unchanged_regions else None
     return MemoryDatasetInfo(
-        dataset=MemoryBatches(images, labels, len(names), batch_size, seed, masks=masks),
+        dataset=MemoryBatches(images, labels, len(names), batch_size, seed, masks=masks,
+                              domain_weights=domain_weights),
         domain_names=list(names), num_examples=num,
         images_per_domain={n: int(c) for n, c in zip(names, counts, strict=True)},
         img_size=img_size, batch_size=batch_size, attrs=list(attrs))

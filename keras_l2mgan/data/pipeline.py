@@ -82,6 +82,7 @@ def build_dataset(
     augment: bool = True,
     repeat: bool = True,
     num_examples: int | None = None,
+    domain_weights: tuple[float, ...] | None = None,
 ) -> DatasetInfo:
     """Build the training/evaluation stream for a dataset.
 
@@ -90,7 +91,8 @@ def build_dataset(
     images plus a CelebA-format attribute file). ``attrs`` picks the attribute domains (not
     used for domain folders). With ``repeat`` the stream is endless and domain-balanced;
     without it, one pass over every example. ``num_examples`` makes a synthetic dataset of
-    that size, or caps a real one.
+    that size, or caps a real one. ``domain_weights`` (one per domain) draws some domains
+    more often than others.
     """
     if img_size < 8 or batch_size < 1:
         raise ValueError(f"img_size must be >= 8 and batch_size >= 1, got {img_size}, {batch_size}")
@@ -117,9 +119,13 @@ def build_dataset(
             ds.shuffle(min(src.shuffle_buffer, max(count, 1)), seed=seed + i).repeat()
             for i, (ds, count) in enumerate(zip(labelled, src.counts, strict=True))
         ]
-    # Equal weights: every domain as often, whatever its size (reference: 1 / class count).
+    # Equal weights by default: every domain as often, whatever its size (reference: 1 / class
+    # count). An empty domain's dataset never yields, so its weight passes to the others.
+    weights = [1.0] * num_domains if domain_weights is None else list(map(float, domain_weights))
+    if len(weights) != num_domains or not sum(weights) > 0:
+        raise ValueError(f"domain_weights {domain_weights}: need {num_domains} weights, not all 0")
     mixed = tf.data.Dataset.sample_from_datasets(
-        labelled, weights=[1.0 / num_domains] * num_domains, seed=seed,
+        labelled, weights=[w / sum(weights) for w in weights], seed=seed,
         stop_on_empty_dataset=False,
     )
     pair_seeds = tf.data.Dataset.random(seed=seed).batch(2)

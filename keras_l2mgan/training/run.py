@@ -49,7 +49,7 @@ _EDIT_ONLY_FIELDS = ("blend_changes", "blend_grey_levels")
 # global batch stays the same.
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "jit",
                      "log_every", "run_dir", "resume", "verbose", "lr", "devices",
-                     "multi_worker", *_EDIT_ONLY_FIELDS}
+                     "multi_worker", "domain_weights", *_EDIT_ONLY_FIELDS}
 
 
 @dataclasses.dataclass
@@ -91,6 +91,9 @@ class TrainOptions:
     verbose: int = 1
     multi_worker: bool = False
     init_from: str | None = None  # a bundle (e.g. from `l2m import`) whose weights start the run
+    # How often each domain is drawn as the source of an edit, in domain order (None: equally).
+    # A fine-tune can give the tasks a model finds hardest more of the batches.
+    domain_weights: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -317,7 +320,7 @@ def _shown(value: Any) -> str:
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
           "None": (type(None),), "dict[str, Any]": (dict,),
-          "tuple[float, float]": (list, tuple)}
+          "tuple[float, float]": (list, tuple), "tuple[float, ...]": (list, tuple)}
 
 
 def _has_type(value: Any, annotation: str) -> bool:
@@ -399,6 +402,7 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
 
     info = _training_data(options, img_size)
     names = list(info.domain_names)
+    check_domain_weights(options.domain_weights, names)
     if len(names) < 2:
         raise ValueError(f"data {options.data!r} has one domain only ({names}); an edit needs "
                          "at least two: pick other --attrs or add a second domain folder")
@@ -587,12 +591,22 @@ def _failure_message(callback, options: TrainOptions, run_dir: Path) -> str:
             f"{options.precision}); training stopped, {advice}")
 
 
+def check_domain_weights(weights: tuple[float, ...] | None, names: list[str]) -> None:
+    """One finite weight >= 0 per domain, some > 0 (None: every domain equally)."""
+    if weights is None:
+        return
+    if len(weights) != len(names) or not all(0 <= w < float("inf") for w in weights) \
+            or not any(w > 0 for w in weights):
+        raise ValueError(f"--domain-weights {_shown(weights)}: give {len(names)} weights >= 0, "
+                         f"one per domain in the order {', '.join(names)}, not all 0")
+
+
 def _training_data(options: TrainOptions, img_size: int):
     """The endless training stream: tf.data's DatasetInfo, or MemoryDatasetInfo for
     synthetic_memory (numpy and PIL only: no TensorFlow needed)."""
     kwargs = dict(attrs=options.attrs, img_size=img_size, batch_size=options.batch_size,
                   seed=options.seed, data_dir=options.data_dir,
-                  num_examples=options.num_examples)
+                  num_examples=options.num_examples, domain_weights=options.domain_weights)
     if in_memory(options.data):
         from keras_l2mgan.data.memory import build_memory_dataset
 
