@@ -72,7 +72,7 @@ def test_domain_weights_draw_sources_in_their_ratio():
 
 @pytest.mark.backend_independent  # option checks
 def test_domain_weights_must_be_one_per_domain():
-    from keras_l2mgan.training.run import check_domain_weights
+    from keras_l2mgan.data.domains import check_domain_weights
 
     names = ["not_smiling", "smiling"]
     check_domain_weights(None, names)

@@ -71,3 +71,14 @@ def labels_from_attributes(values: np.ndarray) -> np.ndarray:
     bits = (np.asarray(values) > 0).astype(np.int32)
     weights = 2 ** np.arange(bits.shape[1] - 1, -1, -1, dtype=np.int32)
     return bits @ weights
+
+
+def check_domain_weights(weights: Sequence[float] | None, names: Sequence[str]) -> None:
+    """One finite weight >= 0 per domain, some > 0 (None: every domain equally)."""
+    if weights is None:
+        return
+    if len(weights) != len(names) or not all(0 <= w < float("inf") for w in weights) \
+            or not any(w > 0 for w in weights):
+        shown = " ".join(f"{w:g}" for w in weights)
+        raise ValueError(f"--domain-weights {shown}: give {len(names)} weights >= 0, "
+                         f"one per domain in the order {', '.join(names)}, not all 0")

@@ -231,6 +231,7 @@ def build_memory_dataset(attrs: str | list[str] = "smiling", img_size: int = 64,
 
     attrs = domains.parse_attrs(attrs, renderer.ATTRIBUTES)
     names = domains.domain_names(attrs)
+    domains.check_domain_weights(domain_weights, names)  # before the faces are rendered
     data_dir = data_dir or default_data_dir()
     num = num_examples or renderer.DEFAULT_NUM_TRAIN
     cache_dir = Path(data_dir) / "synthetic_memory"

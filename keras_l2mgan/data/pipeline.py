@@ -121,11 +121,11 @@ def build_dataset(
         ]
     # Equal weights by default: every domain as often, whatever its size (reference: 1 / class
     # count). An empty domain's dataset never yields, so its weight passes to the others.
+    domains.check_domain_weights(domain_weights, src.domain_names)
     weights = [1.0] * num_domains if domain_weights is None else list(map(float, domain_weights))
-    if len(weights) != num_domains or not sum(weights) > 0:
-        raise ValueError(f"domain_weights {domain_weights}: need {num_domains} weights, not all 0")
+    total_weight = sum(weights)
     mixed = tf.data.Dataset.sample_from_datasets(
-        labelled, weights=[w / sum(weights) for w in weights], seed=seed,
+        labelled, weights=[w / total_weight for w in weights], seed=seed,
         stop_on_empty_dataset=False,
     )
     pair_seeds = tf.data.Dataset.random(seed=seed).batch(2)

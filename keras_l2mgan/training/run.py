@@ -402,7 +402,6 @@ def _train_locked(options: TrainOptions, run_dir: Path, backend: str,
 
     info = _training_data(options, img_size)
     names = list(info.domain_names)
-    check_domain_weights(options.domain_weights, names)
     if len(names) < 2:
         raise ValueError(f"data {options.data!r} has one domain only ({names}); an edit needs "
                          "at least two: pick other --attrs or add a second domain folder")
@@ -589,16 +588,6 @@ def _failure_message(callback, options: TrainOptions, run_dir: Path) -> str:
                   f"l2m train --resume {run_dir} --lr ...")
     return (f"{callback.failure} at step {callback.failed_step} (precision "
             f"{options.precision}); training stopped, {advice}")
-
-
-def check_domain_weights(weights: tuple[float, ...] | None, names: list[str]) -> None:
-    """One finite weight >= 0 per domain, some > 0 (None: every domain equally)."""
-    if weights is None:
-        return
-    if len(weights) != len(names) or not all(0 <= w < float("inf") for w in weights) \
-            or not any(w > 0 for w in weights):
-        raise ValueError(f"--domain-weights {_shown(weights)}: give {len(names)} weights >= 0, "
-                         f"one per domain in the order {', '.join(names)}, not all 0")
 
 
 def _training_data(options: TrainOptions, img_size: int):
