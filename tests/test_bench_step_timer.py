@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import keras
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from side_by_side import _ours_call  # noqa: E402
 
 
+@pytest.mark.slow  # JAX compiles the tiny step for ~60 s
 def test_train_call_returns_its_own_step_seconds():
     try:
         train_step = _ours_call({"kind": "train", "preset": "tiny_32", "batch": 2,
