@@ -15,17 +15,16 @@ where it counts, so the trainer does not use it.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from jax_step_parts import _median_time  # run from benchmarks/, like its siblings
 
 INPUT_TRANSFORM = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
 KERNEL_TRANSFORM = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 OUTPUT_TRANSFORM = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+REPEATS = 3  # timed calls per median, after one warm-up
 SHAPES = [(8, 64, 256, 256), (8, 32, 512, 512), (8, 16, 512, 512), (8, 8, 512, 512)]
 
 
@@ -69,16 +68,6 @@ def xla_convolution(x, kernel):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _median_seconds(function, repeats: int = 3) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 8, 5)).astype(np.float32)
@@ -94,9 +83,10 @@ def main() -> None:
             for name, convolve in (("xla", xla_convolution), ("winograd", winograd_convolution)):
                 forward = jax.jit(convolve)
                 both = jax.jit(lambda a, b, f=convolve: jax.vjp(f, a, b)[1](f(a, b)))
-                seconds = _median_seconds(lambda f=forward, a=xs, b=ks: f(a, b).block_until_ready())
-                seconds_both = _median_seconds(lambda f=both, a=xs, b=ks: jax.block_until_ready(
-                    f(a, b)))
+                seconds = _median_time(lambda f=forward, a=xs, b=ks: f(a, b).block_until_ready(),
+                                       REPEATS)
+                seconds_both = _median_time(lambda f=both, a=xs, b=ks: jax.block_until_ready(
+                    f(a, b)), REPEATS)
                 print(f"{size:3d} {channels_in}->{channels_out} {dtype.__name__:8} {name:8} "
                       f"forward {flops / seconds / 1e9:5.0f}  forward+grads "
                       f"{3 * flops / seconds_both / 1e9:5.0f} GFLOP/s", flush=True)
@@ -108,7 +98,7 @@ def main() -> None:
             torch.autograd.grad(out, [xt, kt], out.detach())
 
         print(f"{size:3d} {channels_in}->{channels_out} torch f32 forward+grads "
-              f"{3 * flops / _median_seconds(torch_both) / 1e9:5.0f} GFLOP/s", flush=True)
+              f"{3 * flops / _median_time(torch_both, REPEATS) / 1e9:5.0f} GFLOP/s", flush=True)
 
 
 if __name__ == "__main__":
