@@ -235,3 +235,109 @@ def test_downsample_hook_equals_keras_average_pool():
     for mine, theirs in zip(_torch_r1_gradients(current_trainer().downsample, x, weights),
                             _torch_r1_gradients(downsample_with_ops, x, weights), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_convolution_with_bias_equals_keras_conv_plus_bias(case):
+    """The hook adds the bias (torch inside its convolution); on torch the kernel, bias and
+    input gradients of an R1-shaped loss equal those of keras.ops.conv + bias."""
+    size, channels_in, channels_out, taps, padding = case
+    x, kernel = _data(size, channels_in, channels_out, taps)
+    bias = np.random.default_rng(7).standard_normal(channels_out).astype("float32")
+    ours = current_trainer().convolution(x, ops.convert_to_tensor(kernel), padding,
+                                         ops.convert_to_tensor(bias))
+    reference = ops.conv(x, kernel, strides=1, padding=padding) + bias
+    np.testing.assert_allclose(ops.convert_to_numpy(ours), ops.convert_to_numpy(reference),
+                               rtol=1e-5, atol=1e-5)
+    if current_backend() != "torch":
+        return
+    import torch
+
+    def gradients(convolve):
+        bias_tensor = torch.tensor(bias, requires_grad=True)
+        gradients = _torch_penalty_gradients(lambda x, k: convolve(x, k, bias_tensor), x, kernel)
+        loss = (convolve(torch.tensor(x), torch.tensor(kernel), bias_tensor) ** 2).sum()
+        return [*gradients, torch.autograd.grad(loss, bias_tensor)[0].numpy()]
+
+    mine = gradients(lambda x, k, b: current_trainer().convolution(x, k, padding, b))
+    theirs = gradients(lambda x, k, b: ops.conv(x, k, strides=1, padding=padding) + b)
+    for gradient, expected in zip(mine, theirs, strict=True):
+        np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_layer_adds_its_bias_through_the_hook():
+    from keras_l2mgan.layers.common import conv
+
+    x, _ = _data(8, 3, 4, 3)
+    layer = conv(4, 3)
+    layer.build(x.shape)
+    layer.bias.assign(np.arange(4, dtype="float32"))
+    out = layer(x)
+    reference = ops.conv(x, layer.kernel, strides=1, padding="same") + layer.bias
+    np.testing.assert_allclose(ops.convert_to_numpy(out), ops.convert_to_numpy(reference),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", NORM_SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_instance_normalize_hook_applies_scale_and_offset(dtype, shape):
+    """InstanceNorm(affine=True) hands gamma and beta to the hook (torch: into its kernel)."""
+    rng = np.random.default_rng(8)
+    x = ops.cast(rng.standard_normal(shape).astype("float32") * 3 + 1, dtype)
+    scale = rng.standard_normal(shape[-1]).astype("float32")
+    offset = rng.standard_normal(shape[-1]).astype("float32")
+    ours = current_trainer().instance_normalize(x, 1e-5, ops.convert_to_tensor(scale),
+                                                ops.convert_to_tensor(offset))
+    normalized = ops.cast(current_trainer().instance_normalize(x, 1e-5), "float32")
+    assert ours.dtype == x.dtype
+    tolerance = 1e-5 if dtype == "float32" else 5e-2
+    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(ours, "float32")),
+                               ops.convert_to_numpy(normalized * scale + offset),
+                               rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("shape", NORM_SHAPES)
+def test_torch_affine_instance_normalize_gradients_equal_keras_ones(shape):
+    if current_backend() != "torch":
+        pytest.skip("the fused instance norm is torch's")
+    import torch
+
+    from keras_l2mgan.layers.normalization import instance_normalize_with_ops
+
+    rng = np.random.default_rng(9)
+    x0 = rng.standard_normal(shape).astype("float32") * 2
+    weights = torch.tensor(rng.standard_normal(shape).astype("float32"))
+    scale0, offset0 = rng.standard_normal((2, shape[-1])).astype("float32")
+
+    def gradients(normalize):
+        scale, offset = (torch.tensor(v, requires_grad=True) for v in (scale0, offset0))
+        input_gradients = _torch_r1_gradients(lambda x: normalize(x, 1e-5, scale, offset), x0,
+                                              weights)
+        loss = (torch.sin(normalize(torch.tensor(x0), 1e-5, scale, offset)) * weights).sum()
+        return [*input_gradients, *(g.numpy() for g in torch.autograd.grad(loss, (scale, offset)))]
+
+    for mine, theirs in zip(gradients(current_trainer().instance_normalize),
+                            gradients(instance_normalize_with_ops), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-3, atol=1e-4)
+
+
+def test_upsample_hook_equals_keras_repeat():
+    """Value on every backend; on torch (its nearest-neighbour kernel on channels_last memory)
+    first and second derivatives too, and the output is contiguous NHWC."""
+    from keras_l2mgan.layers.common import upsample_with_ops
+
+    x = np.random.default_rng(10).standard_normal((2, 4, 3, 5)).astype("float32")
+    ours = current_trainer().upsample(ops.convert_to_tensor(x))
+    assert tuple(ours.shape) == (2, 8, 6, 5)
+    np.testing.assert_array_equal(ops.convert_to_numpy(ours),
+                                  ops.convert_to_numpy(upsample_with_ops(x)))
+    if current_backend() != "torch":
+        return
+    import torch
+
+    assert ours.is_contiguous()
+    weights = torch.tensor(np.random.default_rng(11).standard_normal((2, 8, 6, 5)),
+                           dtype=torch.float32)
+    for mine, theirs in zip(_torch_r1_gradients(current_trainer().upsample, x, weights),
+                            _torch_r1_gradients(upsample_with_ops, x, weights), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)

@@ -28,13 +28,17 @@ class Conv2D(keras.layers.Conv2D):
 
         # Decided once: the hook covers the networks' plain convolutions only.
         plain = (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-                 and self.groups == 1 and self.data_format == "channels_last")
+                 and self.groups == 1 and self.data_format == "channels_last"
+                 and self.activation is keras.activations.linear)
         self._trainer_convolution = current_trainer().convolution if plain else None
 
-    def convolution_op(self, inputs, kernel):
+    def call(self, inputs):
         if self._trainer_convolution is None:
-            return super().convolution_op(inputs, kernel)
-        return self._trainer_convolution(inputs, kernel, self.padding)
+            return super().call(inputs)
+        # The bias goes to the hook: torch adds it inside the convolution (and sums its
+        # gradient there) instead of one more pass over the output and its gradient.
+        return self._trainer_convolution(inputs, self.kernel, self.padding,
+                                         self.bias if self.use_bias else None)
 
 
 def conv(filters: int, kernel_size: int, *, use_bias: bool = True, padding: str = "same",
@@ -44,6 +48,11 @@ def conv(filters: int, kernel_size: int, *, use_bias: bool = True, padding: str 
         filters, kernel_size, padding=padding, use_bias=use_bias,
         kernel_initializer=he_normal(), bias_initializer="zeros", name=name,
     )
+
+
+def add_bias(outputs, bias):
+    """outputs + bias over the last (channel) axis; outputs unchanged when bias is None."""
+    return outputs if bias is None else ops.add(outputs, bias)
 
 
 def dense(units: int, name: str | None = None) -> keras.layers.Dense:
@@ -69,5 +78,12 @@ def downsample_with_ops(x):
 
 
 def upsample_nearest(x):
-    """Nearest-neighbour 2x up-sampling (NHWC)."""
+    """Nearest-neighbour 2x up-sampling (NHWC), by the backend trainer's ``upsample`` hook."""
+    from keras_l2mgan.trainers import current_trainer
+
+    return current_trainer().upsample(x)
+
+
+def upsample_with_ops(x):
+    """Nearest-neighbour 2x up-sampling (NHWC) by keras.ops."""
     return ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)

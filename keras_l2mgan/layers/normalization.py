@@ -9,24 +9,29 @@ from keras_l2mgan.layers.common import SERIALIZATION_PACKAGE, dense
 
 
 def trainer_instance_normalize():
-    """The backend trainer's ``instance_normalize(x, epsilon)`` hook (torch has a fused kernel);
-    the layers look it up once, in build()."""
+    """The backend trainer's ``instance_normalize(x, epsilon, scale, offset)`` hook (torch has
+    a fused kernel); the layers look it up once, in build()."""
     from keras_l2mgan.trainers import current_trainer
 
     return current_trainer().instance_normalize
 
 
-def instance_normalize_with_ops(x, epsilon: float):
-    """Normalise each sample and channel over H and W with the biased variance, in keras.ops
-    (the TensorFlow and JAX hook).
+def instance_normalize_with_ops(x, epsilon: float, scale=None, offset=None):
+    """Normalise each sample and channel over H and W with the biased variance, then (when
+    given: both or neither) multiply by the per-channel ``scale`` and add ``offset``, in
+    keras.ops (the TensorFlow and JAX hook).
 
-    The statistics are taken in float32 so mixed precision cannot lose them to bf16/fp16.
+    The statistics and the affine step are taken in float32 so mixed precision cannot lose them
+    to bf16/fp16; the result has x's dtype.
     """
     dtype = x.dtype
     x = ops.cast(x, "float32")
     mean = ops.mean(x, axis=(1, 2), keepdims=True)
     var = ops.var(x, axis=(1, 2), keepdims=True)
-    return ops.cast((x - mean) * ops.rsqrt(var + epsilon), dtype)
+    normalized = (x - mean) * ops.rsqrt(var + epsilon)
+    if scale is not None:
+        normalized = normalized * ops.cast(scale, "float32") + ops.cast(offset, "float32")
+    return ops.cast(normalized, dtype)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -47,10 +52,9 @@ class InstanceNorm(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        out = self._instance_normalize(x, self.epsilon)
-        if self.affine:
-            out = out * ops.cast(self.gamma, out.dtype) + ops.cast(self.beta, out.dtype)
-        return out
+        if self.affine:  # the hook applies gamma and beta (torch: inside its fused kernel)
+            return self._instance_normalize(x, self.epsilon, self.gamma, self.beta)
+        return self._instance_normalize(x, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "affine": self.affine, "epsilon": self.epsilon}

@@ -30,17 +30,23 @@ defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
     anything reads the variables (checkpoints, the EMA copy).
 ``symbolic_build_inputs(model, iterator, data_batch) -> (iterator, data_batch)``
     What the model's ``_maybe_symbolic_build`` passes on to Keras (a TF workaround).
-``convolution(inputs, kernel, padding)``
-    The networks' stride-1 convolution (NHWC inputs, HWIO kernel, "same" or "valid"):
-    keras.ops.conv, except on JAX, whose kernel gradient on CPU (and in bfloat16 its forward
-    pass and input gradient too) is computed faster by hand as matmuls per kernel tap, and
-    torch, which convolves the NHWC memory as channels_last without copying it.
-``instance_normalize(x, epsilon)``
-    Instance normalisation of NHWC x over H and W in float32: keras.ops on TensorFlow and JAX,
-    torch's fused kernels on torch (group_norm on channels_last memory from 32x32 pixels).
+``convolution(inputs, kernel, padding, bias=None)``
+    The networks' stride-1 convolution (NHWC inputs, HWIO kernel, "same" or "valid", an
+    optional per-channel bias): keras.ops.conv plus the bias, except on JAX, whose kernel
+    gradient on CPU (and in bfloat16 its forward pass and input gradient too) is computed
+    faster by hand as matmuls per kernel tap, and
+    torch, which convolves the NHWC memory as channels_last without copying it and adds the
+    bias inside the convolution.
+``instance_normalize(x, epsilon, scale=None, offset=None)``
+    Instance normalisation of NHWC x over H and W in float32, then the optional per-channel
+    affine step (scale and offset, both or neither): keras.ops on TensorFlow and JAX, torch's
+    fused kernels on torch (group_norm on channels_last memory from 32x32 pixels).
 ``downsample(x)``
     The networks' 2x2 average pooling of NHWC x: keras.ops.average_pool, except on torch, which
     pools the NHWC memory as channels_last (keras.ops copies it to NCHW and back).
+``upsample(x)``
+    The networks' nearest-neighbour 2x up-sampling of NHWC x: keras.ops.repeat, except on
+    torch, which runs its own nearest-neighbour kernel on the NHWC memory as channels_last.
 ``feed_in_memory(batches)``
     What fit() is given for ``data.memory.MemoryBatches``: on TensorFlow its static-shape
     tf.data stream (fed as a plain generator, the step ran ~2x slower), elsewhere a generator
@@ -64,7 +70,7 @@ BACKENDS = ("tensorflow", "jax", "torch")  # each has a module of the same name 
 HOOKS = ("train_step", "SUPPORTS_JIT", "SUPPORTS_MIXED_FLOAT16", "SUPPORTS_MULTI_DEVICE",
          "SUPPORTS_MULTI_WORKER", "default_jit", "list_devices", "data_parallel",
          "multi_worker_strategy", "sync_state", "symbolic_build_inputs", "convolution",
-         "instance_normalize", "downsample", "feed_in_memory", "fused_adam_step",
+         "instance_normalize", "downsample", "upsample", "feed_in_memory", "fused_adam_step",
          "fused_moving_average")
 
 

@@ -18,7 +18,7 @@ import keras
 from keras import StatelessScope
 
 from keras_l2mgan import losses
-from keras_l2mgan.layers.common import downsample_with_ops
+from keras_l2mgan.layers.common import add_bias, downsample_with_ops, upsample_with_ops
 from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 from keras_l2mgan.trainers import generator_feed
 
@@ -136,7 +136,7 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
     return iterator, data_batch
 
 
-def convolution(inputs, kernel, padding: str):
+def convolution(inputs, kernel, padding: str, bias=None):
     """A stride-1 NHWC convolution with hand-written gradients, faster than XLA's on CPU.
 
     XLA on CPU computes a convolution's kernel gradient 3-4x slower than its forward pass: the
@@ -150,7 +150,8 @@ def convolution(inputs, kernel, padding: str):
     through them.
     """
     kernel = keras.ops.convert_to_tensor(kernel)  # a Variable's value, autocast under bf16
-    return _convolution(jnp.asarray(inputs, kernel.dtype), kernel, padding.upper())
+    outputs = _convolution(jnp.asarray(inputs, kernel.dtype), kernel, padding.upper())
+    return add_bias(outputs, bias)
 
 
 def _lax_convolution(inputs, kernel, padding: str):
@@ -263,3 +264,4 @@ _convolution.defvjp(_convolution_forward, _convolution_backward)
 
 instance_normalize = instance_normalize_with_ops
 downsample = downsample_with_ops
+upsample = upsample_with_ops

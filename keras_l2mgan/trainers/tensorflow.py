@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_l2mgan import losses
-from keras_l2mgan.layers.common import downsample_with_ops
+from keras_l2mgan.layers.common import add_bias, downsample_with_ops, upsample_with_ops
 from keras_l2mgan.layers.normalization import instance_normalize_with_ops
 from keras_l2mgan.trainers import extra_logs
 from keras_l2mgan.training.optimizers import inner
@@ -153,10 +153,11 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
     return iterator, data_batch
 
 
-def convolution(inputs, kernel, padding: str):
-    """keras.ops.conv at stride 1 (see trainers/__init__.py)."""
-    return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
+def convolution(inputs, kernel, padding: str, bias=None):
+    """keras.ops.conv at stride 1, plus the bias (see trainers/__init__.py)."""
+    return add_bias(keras.ops.conv(inputs, kernel, strides=1, padding=padding), bias)
 
 
 instance_normalize = instance_normalize_with_ops
 downsample = downsample_with_ops
+upsample = upsample_with_ops

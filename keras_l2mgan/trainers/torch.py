@@ -13,6 +13,7 @@ import keras
 import torch
 
 from keras_l2mgan import losses
+from keras_l2mgan.layers.common import add_bias
 from keras_l2mgan.trainers import extra_logs, generator_feed
 
 SUPPORTS_JIT = False  # jit_compile=True is turned off by L2MGAN.compile()
@@ -90,23 +91,27 @@ def symbolic_build_inputs(model, iterator, data_batch) -> tuple:
     return iterator, data_batch
 
 
-def convolution(inputs, kernel, padding: str):
-    """A stride-1 NHWC convolution without layout copies (see trainers/__init__.py).
+def convolution(inputs, kernel, padding: str, bias=None):
+    """A stride-1 NHWC convolution without layout copies, the bias added inside it (see
+    trainers/__init__.py).
 
     keras.ops.conv makes NHWC inputs contiguous NCHW, then converts them to channels_last
     memory again: at 256 px those copies were 42 % of an edit (`benchmarks/torch_step_profile.py
     --kind edit`). An NHWC tensor seen through permute(0, 3, 1, 2) already is an NCHW tensor in
     channels_last memory, which torch convolves as it is; its output permuted back is
-    contiguous NHWC.
+    contiguous NHWC. A bias added afterwards cost one more pass over each output and a sum over
+    its gradient (0.3 s of an official_64 batch-8 step); torch's convolution does both itself.
     """
     rows, cols = kernel.shape[0], kernel.shape[1]
     if padding == "same" and (rows % 2 == 0 or cols % 2 == 0):
         # Even kernels pad unevenly; keras.ops.conv pads the way the other backends do.
-        return keras.ops.conv(inputs, kernel, strides=1, padding=padding)
+        return add_bias(keras.ops.conv(inputs, kernel, strides=1, padding=padding), bias)
     pad = (rows // 2, cols // 2) if padding == "same" else 0
     inputs, kernel = keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel)
+    if bias is not None:
+        bias = keras.ops.convert_to_tensor(bias)
     outputs = torch.nn.functional.conv2d(inputs.permute(0, 3, 1, 2), _channels_last_kernel(kernel),
-                                         padding=pad)
+                                         bias, padding=pad)
     return outputs.permute(0, 2, 3, 1)
 
 
@@ -141,7 +146,7 @@ def fused_moving_average(averages, variables, momentum) -> None:
                              1.0 - momentum)
 
 
-def instance_normalize(x, epsilon: float):
+def instance_normalize(x, epsilon: float, scale=None, offset=None):
     """Instance norm by torch's own kernels (one pass for the statistics, one fused backward):
     keras.ops' mean, var, subtract and multiply passes cost 3x its time in a 256 px edit.
 
@@ -149,14 +154,25 @@ def instance_normalize(x, epsilon: float):
     (channels_last): instance_norm copies its input to contiguous NCHW and returns NCHW, which
     the next convolution copied back to channels_last. At 8x64x64x128, norm + the next 3x3
     convolution took 104 ms this way against 204 ms; at 16x16x512 instance_norm was faster.
+
+    The per-channel ``scale`` and ``offset`` (both or neither) go into instance_norm's kernel as
+    its weight and bias, but not into group_norm's: torch 2.13's group_norm backward on
+    channels_last input crashes the process (segmentation fault) when its weight needs a
+    gradient (batch 2, 4 to 512 channels). There they are one fused multiply-add instead.
     """
     x = keras.ops.convert_to_tensor(x)
+    if scale is not None:
+        scale, offset = (keras.ops.convert_to_tensor(v).float() for v in (scale, offset))
     channels_first = x.float().permute(0, 3, 1, 2)
-    if x.shape[1] * x.shape[2] >= _GROUP_NORM_MIN_PIXELS:
-        normalized = torch.nn.functional.group_norm(channels_first, x.shape[3], eps=epsilon)
-    else:
-        normalized = torch.nn.functional.instance_norm(channels_first, eps=epsilon)
-    return normalized.permute(0, 2, 3, 1).to(x.dtype)
+    if x.shape[1] * x.shape[2] < _GROUP_NORM_MIN_PIXELS:
+        normalized = torch.nn.functional.instance_norm(channels_first, weight=scale, bias=offset,
+                                                       eps=epsilon)
+        return normalized.permute(0, 2, 3, 1).to(x.dtype)
+    normalized = torch.nn.functional.group_norm(channels_first, x.shape[3], eps=epsilon)
+    normalized = normalized.permute(0, 2, 3, 1)
+    if scale is not None:
+        normalized = torch.addcmul(offset, normalized, scale)
+    return normalized.to(x.dtype)
 
 
 _GROUP_NORM_MIN_PIXELS = 32 * 32
@@ -168,3 +184,12 @@ def downsample(x):
     of each of 8 activation sizes in a 256 px train step at batch 1)."""
     x = keras.ops.convert_to_tensor(x)
     return torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+
+
+def upsample(x):
+    """Nearest-neighbour 2x up-sampling of the NHWC memory as channels_last, by torch's kernel:
+    keras.ops.repeat twice wrote two copies (and their gradients summed back through reshapes),
+    0.7 s of an official_64 batch-8 step against torch's 0.06 s for the same pixels."""
+    x = keras.ops.convert_to_tensor(x)
+    return torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), scale_factor=2,
+                                           mode="nearest").permute(0, 2, 3, 1)
