@@ -34,9 +34,8 @@ defines exactly these (``HOOKS``; tests/test_trainers.py checks it):
     The networks' stride-1 convolution (NHWC inputs, HWIO kernel, "same" or "valid", an
     optional per-channel bias): keras.ops.conv plus the bias, except on JAX, whose kernel
     gradient on CPU (and in bfloat16 its forward pass and input gradient too) is computed
-    faster by hand as matmuls per kernel tap, and
-    torch, which convolves the NHWC memory as channels_last without copying it and adds the
-    bias inside the convolution.
+    faster by hand as matmuls per kernel tap, and torch, which convolves the NHWC memory as
+    channels_last without copying it and adds the bias inside the convolution.
 ``instance_normalize(x, epsilon, scale=None, offset=None)``
     Instance normalisation of NHWC x over H and W in float32, then the optional per-channel
     affine step (scale and offset, both or neither): keras.ops on TensorFlow and JAX, torch's
